@@ -1,0 +1,36 @@
+# Every target installs what it needs first, so each works on a fresh clone.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+
+.PHONY: install demo test lock bench-extract bench-score clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(PY) requirements.lock
+	$(BIN)/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/creditplus demo
+
+test: install
+	$(BIN)/pytest
+
+lock: install
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.lock
+
+bench-extract: install
+	$(BIN)/creditplus bench extract --enterprises 100000
+
+bench-score: install
+	$(BIN)/creditplus bench score --enterprises 100000
+
+clean:
+	-$(BIN)/python -c "from creditplus import warehouse; warehouse.stop_embedded()" 2>/dev/null
+	rm -rf .creditplus dbt_project/target dbt_project/logs

@@ -1,0 +1,96 @@
+"""The ``creditplus`` command (contract: ARCHITECTURE.md, "Command-line contract").
+
+Each subcommand names ``module:function`` taking the parsed arguments; modules are
+imported only when their command runs, so ``creditplus --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import sys
+from pathlib import Path
+
+from creditplus.errors import UserError
+
+
+def iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD, e.g. 2026-11-26") from None
+
+
+def existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a directory; give a dataset directory made by `creditplus platform generate`")
+    return path
+
+
+def _command(sub, name: str, target: str, help_text: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(target=target)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="creditplus", description="Heihe 信用+龙头企业 nightly credit grading warehouse")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    platform = sub.add_parser("platform", help="credit platform simulator").add_subparsers(dest="platform_command", required=True)
+    p = _command(platform, "generate", "creditplus.platform.generator:main", "write a deterministic dataset directory")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--enterprises", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--end-date", type=iso_date, default=None, help="last day of history (default: yesterday, +08:00)")
+    p.add_argument("--years", type=int, default=5)
+    p = _command(platform, "serve", "creditplus.platform.server:main", "serve a dataset directory over HTTP")
+    p.add_argument("--data", type=existing_dir, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8600)
+    p.add_argument("--token", default=None, help="bearer token (default: $CREDITPLUS_PLATFORM_TOKEN or 'dev-token')")
+    p.add_argument("--faults", default="", help="kind=rate,... kinds: rate_limit server_error slow truncated duplicate malformed late")
+    p.add_argument("--fault-seed", type=int, default=0)
+
+    p = _command(sub, "setup", "creditplus.warehouse:setup_command", "create the warehouse schemas and tables (idempotent)")
+    p = _command(sub, "nightly", "creditplus.nightly:main", "run the credit_nightly DAG through Airflow for evaluation date D")
+    p.add_argument("--date", type=iso_date, required=True, help="evaluation date D (cutoff D+1 00:00 +08:00)")
+    p = _command(sub, "demo", "creditplus.demo:main", "generate, serve and grade a city, then print where to look")
+    p.add_argument("--enterprises", type=int, default=3000)
+
+    bench = sub.add_parser("bench", help="benchmarks that print their figures").add_subparsers(dest="bench_command", required=True)
+    p = _command(bench, "extract", "creditplus.bench:extract", "extract-and-load throughput against its floors")
+    p.add_argument("--enterprises", type=int, default=100_000)
+    p = _command(bench, "score", "creditplus.bench:score", "dbt build time against the decode floor")
+    p.add_argument("--enterprises", type=int, default=100_000)
+
+    model = sub.add_parser("model", help="scoring model versions").add_subparsers(dest="model_command", required=True)
+    p = _command(model, "compare", "creditplus.model_compare:main", "grade migration between two model versions")
+    p.add_argument("--from", dest="from_version", required=True)
+    p.add_argument("--to", dest="to_version", required=True)
+    p.add_argument("--date", type=iso_date, required=True)
+
+    access = sub.add_parser("access", help="channel login users").add_subparsers(dest="access_command", required=True)
+    for action in ("grant", "revoke"):
+        p = _command(access, action, f"creditplus.access:{action}", f"{action} a login user's membership of a channel")
+        p.add_argument("--channel", required=True)
+        p.add_argument("--user", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = args.target.split(":")
+    try:
+        result = getattr(importlib.import_module(module_name), func_name)(args)
+    except UserError as exc:
+        print(f"creditplus: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The credit platform simulator: dataset generator and HTTP server (spec: credit-platform-api.md)."""

@@ -1,0 +1,200 @@
+"""The warehouse: connection URL (configured or embedded), connections, idempotent setup."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+from creditplus import config
+from creditplus.resources import RESOURCES, Resource
+
+EMBEDDED_DB = "creditplus"
+
+
+class WarehouseError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------- embedded server
+def _embedded_dirs() -> tuple[Path, Path]:
+    base = config.home() / "pg"
+    return base / "data", base / "port"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _accepting(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start_embedded() -> str:
+    """Start (or find running) the embedded PostgreSQL on loopback TCP; return its URL.
+
+    pgserver's own start listens on a unix socket only, which Cosmos and GX cannot use,
+    so its bundled binaries are run directly with ``-h 127.0.0.1``. The server outlives
+    the process that started it (Airflow runs in other processes); ``stop_embedded`` ends it.
+    """
+    from pgserver._commands import initdb, pg_ctl
+
+    pgdata, port_file = _embedded_dirs()
+    if port_file.exists() and _accepting(int(port_file.read_text())):
+        return _embedded_url(int(port_file.read_text()))
+    user = None
+    if os.geteuid() == 0:  # postgres refuses to run as root: use pgserver's system user
+        from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+        import pwd
+
+        user = "pgserver"
+        ensure_user_exists(user)
+        pgdata.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(pgdata)
+        pw = pwd.getpwnam(user)
+        os.chown(pgdata, pw.pw_uid, pw.pw_gid)
+    else:
+        pgdata.mkdir(parents=True, exist_ok=True)
+    if not (pgdata / "PG_VERSION").exists():
+        initdb(["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"], pgdata=pgdata, user=user)
+    port = _free_port()
+    pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l", str(pgdata / "server.log"), "start"],
+           pgdata=pgdata, user=user, timeout=60)
+    port_file.write_text(str(port))
+    url = _embedded_url(port)
+    with psycopg.connect(_embedded_url(port, "postgres"), autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", (EMBEDDED_DB,)).fetchone():
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DB)))
+    return url
+
+
+def stop_embedded() -> None:
+    from pgserver._commands import pg_ctl
+
+    pgdata, port_file = _embedded_dirs()
+    if (pgdata / "postmaster.pid").exists():
+        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None)
+    port_file.unlink(missing_ok=True)
+
+
+def _embedded_url(port: int, db: str = EMBEDDED_DB) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/{db}"
+
+
+def url() -> str:
+    """The warehouse URL: ``CREDITPLUS_WAREHOUSE_URL`` or the embedded server (started on demand)."""
+    return config.configured_warehouse_url() or start_embedded()
+
+
+def dbt_env(warehouse_url: str | None = None) -> dict[str, str]:
+    """The ``CREDITPLUS_PG*`` variables that ``dbt_project/profiles.yml`` reads."""
+    parts = urlsplit(warehouse_url or url())
+    return {
+        "CREDITPLUS_PGHOST": parts.hostname or "127.0.0.1",
+        "CREDITPLUS_PGPORT": str(parts.port or 5432),
+        "CREDITPLUS_PGUSER": parts.username or "postgres",
+        "CREDITPLUS_PGPASSWORD": parts.password or "",
+        "CREDITPLUS_PGDATABASE": parts.path.lstrip("/") or "postgres",
+    }
+
+
+def connect(warehouse_url: str | None = None, **kwargs) -> psycopg.Connection:
+    target = warehouse_url or url()
+    last: Exception | None = None
+    for _ in range(20):  # a server that was just started may still be coming up
+        try:
+            return psycopg.connect(target, **kwargs)
+        except psycopg.OperationalError as exc:
+            last = exc
+            time.sleep(0.25)
+    raise WarehouseError(f"cannot connect to the warehouse at {_redact(target)}: {last}")
+
+
+def _redact(target: str) -> str:
+    parts = urlsplit(target)
+    return target.replace(parts.password, "***") if parts.password else target
+
+
+# ---------------------------------------------------------------- setup (idempotent)
+def raw_table_ddl(res: Resource) -> sql.Composed:
+    keys = [sql.Identifier(k) for k in res.key]
+    return sql.SQL(
+        "create table if not exists raw.{table} ("
+        " {key_cols}, updated_at timestamptz not null, record jsonb not null,"
+        " _load_id text not null, _loaded_at timestamptz not null default now(),"
+        " unique ({keys}, updated_at))"
+    ).format(
+        table=sql.Identifier(res.name),
+        key_cols=sql.SQL(", ").join(sql.SQL("{} text not null").format(k) for k in keys),
+        keys=sql.SQL(", ").join(keys),
+    )
+
+
+SETUP_SQL = """
+create schema if not exists raw;
+create schema if not exists audit;
+create table if not exists audit.load_runs (
+    load_id text primary key,
+    resource text not null,
+    evaluation_date date not null,
+    window_start timestamptz,
+    window_end timestamptz not null,
+    started_at timestamptz not null,
+    finished_at timestamptz,
+    status text not null default 'running',
+    fetched integer not null default 0,
+    archived integer not null default 0,
+    duplicates integer not null default 0,
+    quarantined integer not null default 0,
+    pages integer not null default 0,
+    retries integer not null default 0,
+    fetch_seconds numeric,
+    load_seconds numeric,
+    error text
+);
+create index if not exists load_runs_resource_date on audit.load_runs (resource, evaluation_date);
+create table if not exists audit.quarantine (
+    resource text not null,
+    record_key text,
+    updated_at text,
+    original text not null,
+    reason text not null,
+    first_load_id text not null,
+    first_seen_at timestamptz not null default now(),
+    primary key (resource, original)
+);
+create table if not exists audit.watermarks (
+    resource text primary key,
+    high_water timestamptz not null,
+    updated_at timestamptz not null default now()
+);
+"""
+
+
+def setup(conn: psycopg.Connection) -> None:
+    """Create schemas and tables; running it again changes nothing."""
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext('creditplus.setup'))")
+        for statement in filter(str.strip, SETUP_SQL.split(";")):
+            conn.execute(statement)
+        for res in RESOURCES:
+            conn.execute(raw_table_ddl(res))
+
+
+def setup_command(args) -> int:
+    """``creditplus setup``."""
+    with connect() as conn:
+        setup(conn)
+    print(f"warehouse ready at {_redact(url())}")
+    return 0

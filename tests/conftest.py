@@ -1,0 +1,69 @@
+"""Shared fixtures: a real PostgreSQL database per test session (and fresh ones on demand).
+
+Tests use the server in ``CREDITPLUS_TEST_SERVER`` (default: the local one on
+127.0.0.1:5432 when it answers); without one they start the embedded server.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from creditplus import warehouse
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _server_url(tmp_path_factory) -> str:
+    server = os.environ.get("CREDITPLUS_TEST_SERVER")
+    if server:
+        return server.rstrip("/")
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+        return DEFAULT_SERVER
+    except OSError:
+        os.environ.setdefault("CREDITPLUS_HOME", str(tmp_path_factory.mktemp("creditplus-home")))
+        embedded = warehouse.start_embedded()
+        return embedded.rsplit("/", 1)[0]
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> str:
+    return _server_url(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def make_database(pg_server):
+    """Factory: a new empty database URL; every database made is dropped at the end."""
+    made: list[str] = []
+
+    def make(prefix: str = "cp_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        made.append(name)
+        return f"{pg_server}/{name}"
+
+    yield make
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as conn:
+        for name in made:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def warehouse_url(make_database, monkeypatch) -> str:
+    """A fresh, set-up warehouse database, also exported as CREDITPLUS_WAREHOUSE_URL."""
+    url = make_database()
+    with warehouse.connect(url) as conn:
+        warehouse.setup(conn)
+    monkeypatch.setenv("CREDITPLUS_WAREHOUSE_URL", url)
+    return url
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
