@@ -60,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enterprises", type=int, default=3000)
 
     bench = sub.add_parser("bench", help="benchmarks that print their figures").add_subparsers(dest="bench_command", required=True)
-    p = _command(bench, "extract", "creditplus.bench:extract", "extract-and-load throughput against its floors")
+    p = _command(bench, "extract", "creditplus.bench.extract:main", "extract-and-load throughput against its floors")
     p.add_argument("--enterprises", type=int, default=100_000)
-    p = _command(bench, "score", "creditplus.bench:score", "dbt build time against the decode floor")
+    p = _command(bench, "score", "creditplus.bench.score:main", "dbt build time against the decode floor")
     p.add_argument("--enterprises", type=int, default=100_000)
 
     model = sub.add_parser("model", help="scoring model versions").add_subparsers(dest="model_command", required=True)
