@@ -1,0 +1,193 @@
+"""The one registry of publication channels (spec: publication-channels.md).
+
+Each channel is a schema of read-only views and a NOLOGIN group role. ``CHANNELS``
+mirrors the spec table; the views themselves are created by
+``sql/setup/060_channels.sql`` and the tests hold the two in step (names, order and
+types of every column, privileges of every role). ``docs/channels.md`` is generated
+from here: ``python -m creditplus.channels`` rewrites it.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from creditplus import config
+from creditplus.errors import UserError
+
+# column -> (PostgreSQL type as format_type() prints it, 中文说明, English description)
+COLUMNS: dict[str, tuple[str, str, str]] = {
+    "uscc": ("text", "统一社会信用代码（18 位）", "unified social credit code (18 characters, GB 32100-2015)"),
+    "enterprise_name": ("text", "企业名称", "registered name of the enterprise"),
+    "legal_rep_name": ("text", "法定代表人姓名（仅信易贷名单，第十三条）",
+                       "name of the legal representative (信易贷 list only, art. 13)"),
+    "region_code": ("text", "行政区划代码（6 位）", "administrative region code (6 digits)"),
+    "industry_code": ("text", "行业代码（GB/T 4754）", "industry code (GB/T 4754, e.g. C39)"),
+    "is_leading": ("boolean", "是否认定的龙头企业", "designated leading enterprise (龙头企业)"),
+    "evaluation_date": ("date", "评价日期 D（截至 D+1 日 0 时 +08:00 的信息）",
+                        "evaluation date D (records known before D+1 00:00 +08:00)"),
+    "model_version": ("text", "评分模型版本（第六条）", "scoring model version (art. 6)"),
+    "total_score": ("integer", "总分（满分 1000）", "total score (0-1000)"),
+    "grade": ("text", "信用等级 A–E（已适用一票否决）", "final grade A-E, after caps"),
+    "computed_grade": ("text", "按总分计算的等级（未适用一票否决）", "grade from the total alone, before caps"),
+    "cap_reason": ("text", "一票否决原因：serious_dishonesty 或 dishonest_debtor；无则为空",
+                   "most severe cap that applies: serious_dishonesty or dishonest_debtor; null when none"),
+    "basic_score": ("integer", "基本情况得分（满分 60）", "basic information score (max 60)"),
+    "operations_score": ("integer", "经营状况得分（满分 790）", "operations score (max 790)"),
+    "social_score": ("integer", "社会责任得分（满分 150）", "social responsibility score (max 150)"),
+    "previous_grade": ("text", "上一次发布的等级：当前发布之前、评价日期早于当前评价日期的最近一次发布中的等级；该次未评价则为空",
+                       "grade in the previous publication: of the publications made before the current one "
+                       "with an earlier evaluation date, the one with the latest date (latest published on a tie); "
+                       "null when the enterprise was not graded there"),
+    "published_at": ("timestamp with time zone", "发布时间", "when this evaluation was published"),
+    "indicator_code": ("text", "二级指标代码（如 B1、O5、S3）", "indicator code (e.g. B1, O5, S3)"),
+    "indicator_name": ("text", "指标名称", "indicator name (Chinese)"),
+    "indicator_name_en": ("text", "指标英文名称", "indicator name (English)"),
+    "level1": ("text", "一级指标（基本情况、经营状况、社会责任）", "level-1 category (basic, operations, social)"),
+    "points": ("integer", "指标得分", "points scored on the indicator"),
+    "max_points": ("integer", "指标满分", "maximum points of the indicator"),
+    "under_objection": ("boolean", "是否有记录处于异议处理中（第十四条）",
+                        "a record counted here is under an open objection (art. 14)"),
+    "notification_id": ("bigint", "通报编号", "notification id"),
+    "reason": ("text", "重新评价原因：objection_upheld、credit_repair、self_report_confirmed",
+               "why the result was re-evaluated: objection_upheld, credit_repair, self_report_confirmed"),
+    "old_grade": ("text", "原等级", "grade before the re-evaluation"),
+    "new_grade": ("text", "新等级", "grade after the re-evaluation"),
+    "old_score": ("integer", "原总分", "total score before the re-evaluation"),
+    "new_score": ("integer", "新总分", "total score after the re-evaluation"),
+    "created_at": ("timestamp with time zone", "通报生成时间", "when the notification was created"),
+    "leading_uscc": ("text", "龙头企业统一社会信用代码", "uscc of the leading enterprise"),
+    "partner_uscc": ("text", "供应链伙伴统一社会信用代码", "uscc of the supply-chain partner"),
+    "relation": ("text", "关系：upstream（上游）、downstream（下游）", "relation: upstream or downstream"),
+    "warning_type": ("text", "预警类型", "kind of warning"),
+    "severity": ("text", "严重程度", "severity of the warning"),
+    "detected_on": ("date", "发现日期", "date the risk was detected"),
+    "detail": ("text", "预警详情", "details of the warning"),
+    "objection_id": ("text", "异议编号", "objection id"),
+    "submitted_at": ("timestamp with time zone", "异议提交时间", "when the objection was submitted"),
+    "due_on": ("date", "办理期限：提交日之后第 7 个法定工作日（第十四条）",
+               "due date: the 7th statutory working day after the submission date (art. 14)"),
+    "status": ("text", "异议状态：submitted、processing、upheld、rejected",
+               "objection status: submitted, processing, upheld, rejected"),
+    "resolved_at": ("timestamp with time zone", "办结时间（未办结为空）", "when it was resolved (null while open)"),
+    "working_days_used": ("integer", "提交后至办结日（未办结至今日）的工作日数",
+                          "working days after submission up to resolution (or today while open)"),
+    "overdue": ("boolean", "是否超期", "resolved after due_on, or still open after it"),
+}
+
+EVALUATION = ("uscc", "enterprise_name", "region_code", "industry_code", "is_leading", "evaluation_date",
+              "model_version", "total_score", "grade", "computed_grade", "cap_reason", "basic_score",
+              "operations_score", "social_score", "previous_grade", "published_at")
+INDICATOR_DETAIL = ("indicator_code", "indicator_name", "indicator_name_en", "level1", "points", "max_points",
+                    "under_objection")
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    rows: str  # which rows the reader sees
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str  # the schema, and the value of ``creditplus access --channel``
+    role: str  # NOLOGIN group role of its readers
+    reader: str
+    views: tuple[View, ...]
+
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel("gov_share", "gov_share_reader", "政务共享 government departments", (
+        View("enterprise_evaluation", "every graded enterprise", EVALUATION),
+        View("indicator_scores", "one per enterprise and indicator",
+             ("uscc", "evaluation_date", "indicator_code", "indicator_name", "points", "max_points",
+              "under_objection")),
+    )),
+    Channel("finance", "finance_reader", "信易贷 financial institutions", (
+        View("xinyidai_recommendations", "grade A only (第十三条)",
+             ("uscc", "enterprise_name", "legal_rep_name", "total_score", "grade", "evaluation_date",
+              "published_at")),
+        View("enterprise_grades", "every graded enterprise",
+             ("uscc", "enterprise_name", "grade", "total_score", "evaluation_date", "published_at")),
+    )),
+    Channel("association", "association_reader", "行业协会 industry associations", (
+        View("enterprise_grades", "every graded enterprise",
+             ("uscc", "enterprise_name", "industry_code", "region_code", "grade", "basic_score",
+              "operations_score", "social_score", "evaluation_date")),
+    )),
+    Channel("public_query", "public_reader", "信用中国（黑河） public website and mini-program", (
+        View("credit_grades", "every graded enterprise", ("uscc", "enterprise_name", "grade", "evaluation_date")),
+    )),
+    Channel("enterprise_self", "enterprise_portal", "the graded enterprise after identity verification (第十四条)", (
+        View("evaluation_detail",
+             "one per indicator of the enterprise whose uscc the portal session set in "
+             "`creditplus.portal_uscc` (row-level security); none when unset",
+             EVALUATION + INDICATOR_DETAIL),
+    )),
+    Channel("regulator", "regulator_reader", "行业主管部门 industry regulators", (
+        View("notifications", "one per re-evaluation that changed a result",
+             ("notification_id", "uscc", "reason", "old_grade", "new_grade", "old_score", "new_score",
+              "evaluation_date", "created_at")),
+    )),
+    Channel("supply_chain", "supply_chain_reader", "工信局 and the leading enterprises", (
+        View("risk_warnings", "one per warning",
+             ("leading_uscc", "partner_uscc", "relation", "warning_type", "severity", "detected_on", "detail")),
+    )),
+    Channel("credit_office", "credit_office", "市信用办 the municipal credit office", (
+        View("objection_sla", "one per objection",
+             ("objection_id", "uscc", "submitted_at", "due_on", "status", "resolved_at", "working_days_used",
+              "overdue")),
+    )),
+)
+
+BY_NAME: dict[str, Channel] = {c.name: c for c in CHANNELS}
+GROUP_ROLES: frozenset[str] = frozenset(c.role for c in CHANNELS)
+# Owner of enterprise_self's views: a role without BYPASSRLS, so row-level security applies.
+PORTAL_OWNER = "creditplus_portal_owner"
+# Session setting in which the enterprise portal puts the verified uscc.
+PORTAL_USCC_SETTING = "creditplus.portal_uscc"
+DICTIONARY_PATH = config.PROJECT_ROOT / "docs" / "channels.md"
+
+
+def channel(name: str) -> Channel:
+    """The registry entry for ``name``; a ``UserError`` naming the known channels otherwise."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise UserError(f"unknown channel {name!r}; channels: {', '.join(BY_NAME)}") from None
+
+
+def data_dictionary() -> str:
+    """``docs/channels.md``: every channel, its role, and each view's columns in order."""
+    lines = [
+        "# Publication channels — data dictionary 数据字典",
+        "",
+        "Generated from `src/creditplus/channels.py` by `python -m creditplus.channels`; do not edit by hand.",
+        "",
+        "- Every evaluation view reads one publication, the current one (`audit.publications` where "
+        "`is_current`, also `publication.current_publication`), switched for all channels in one transaction "
+        "by `creditplus.publish.publish`. 所有渠道同时切换到同一次发布。",
+        "- The views read `publication.*` tables that dbt never rebuilds, with their owner's rights; a reader "
+        "needs only its group role. 读者仅需所属渠道的组角色。",
+        f"- The enterprise portal sets the verified uscc per session: `select set_config('{PORTAL_USCC_SETTING}', "
+        "'<uscc>', false)`; without it `enterprise_self` shows no rows. 企业门户须先设置已核验的统一社会信用代码。",
+        "- `legal_rep_id_no` and a person's `subject_id` (resident ID numbers) appear in no channel; "
+        "`legal_rep_name` only in `finance.xinyidai_recommendations`. 身份证号不出现在任何渠道。",
+        "",
+    ]
+    for ch in CHANNELS:
+        lines += [f"## `{ch.name}` — {ch.reader}", "", f"Group role: `{ch.role}` (NOLOGIN; "
+                  f"`creditplus access grant --channel {ch.name} --user NAME` adds a login user).", ""]
+        for view in ch.views:
+            lines += [f"### `{ch.name}.{view.name}`", "", f"Rows: {view.rows}.", "",
+                      "| # | column | type | 说明 | description |", "|---|---|---|---|---|"]
+            lines += [f"| {i} | `{col}` | {COLUMNS[col][0]} | {COLUMNS[col][1]} | {COLUMNS[col][2]} |"
+                      for i, col in enumerate(view.columns, 1)]
+            lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    DICTIONARY_PATH.parent.mkdir(exist_ok=True)
+    DICTIONARY_PATH.write_text(data_dictionary(), encoding="utf-8")
+    print(f"wrote {DICTIONARY_PATH}", file=sys.stderr)

@@ -1,0 +1,138 @@
+-- Channel schemas, views and group roles (spec: publication-channels.md; registry: creditplus/channels.py).
+-- Views read only publication/audit tables, never marts, so a `dbt build` cannot drop them. They run with
+-- their owner's rights (readers need nothing on publication) and are security barriers, so a reader's own
+-- functions never see rows the view filters out (other grades, other publications, other enterprises).
+
+revoke create on schema public from public;
+create schema if not exists gov_share;
+create schema if not exists finance;
+create schema if not exists association;
+create schema if not exists public_query;
+create schema if not exists enterprise_self;
+create schema if not exists regulator;
+create schema if not exists supply_chain;
+create schema if not exists credit_office;
+
+-- The current publication's evaluation, with published_at and previous_grade (publication-internal).
+create or replace view publication.current_enterprise_evaluation as
+select e.publication_id, e.evaluation_date, e.uscc, e.enterprise_name, e.legal_rep_name, e.region_code,
+       e.industry_code, e.is_leading, e.model_version, e.total_score, e.grade, e.computed_grade, e.cap_reason,
+       e.basic_score, e.operations_score, e.social_score, c.published_at, prev.grade as previous_grade
+  from publication.current_publication c
+  join publication.enterprise_evaluation e on e.publication_id = c.publication_id
+  left join publication.enterprise_evaluation prev
+         on prev.publication_id = c.previous_publication_id and prev.uscc = e.uscc;
+
+create or replace view publication.current_indicator_score as
+select i.publication_id, i.evaluation_date, i.uscc, i.model_version, i.indicator_code, i.indicator_name,
+       i.indicator_name_en, i.level1, i.points, i.max_points, i.under_objection
+  from publication.current_publication c
+  join publication.indicator_score i on i.publication_id = c.publication_id;
+
+create or replace view gov_share.enterprise_evaluation with (security_barrier) as
+select uscc, enterprise_name, region_code, industry_code, is_leading, evaluation_date, model_version,
+       total_score, grade, computed_grade, cap_reason, basic_score, operations_score, social_score,
+       previous_grade, published_at
+  from publication.current_enterprise_evaluation;
+
+create or replace view gov_share.indicator_scores with (security_barrier) as
+select uscc, evaluation_date, indicator_code, indicator_name, points, max_points, under_objection
+  from publication.current_indicator_score;
+
+create or replace view finance.xinyidai_recommendations with (security_barrier) as
+select uscc, enterprise_name, legal_rep_name, total_score, grade, evaluation_date, published_at
+  from publication.current_enterprise_evaluation
+ where grade = 'A';
+
+create or replace view finance.enterprise_grades with (security_barrier) as
+select uscc, enterprise_name, grade, total_score, evaluation_date, published_at
+  from publication.current_enterprise_evaluation;
+
+create or replace view association.enterprise_grades with (security_barrier) as
+select uscc, enterprise_name, industry_code, region_code, grade, basic_score, operations_score, social_score,
+       evaluation_date
+  from publication.current_enterprise_evaluation;
+
+create or replace view public_query.credit_grades with (security_barrier) as
+select uscc, enterprise_name, grade, evaluation_date
+  from publication.current_enterprise_evaluation;
+
+create or replace view regulator.notifications with (security_barrier) as
+select notification_id, uscc, reason, old_grade, new_grade, old_score, new_score, evaluation_date, created_at
+  from publication.regulator_notifications;
+
+create or replace view supply_chain.risk_warnings with (security_barrier) as
+select leading_uscc, partner_uscc, relation, warning_type, severity, detected_on, detail
+  from publication.supply_chain_risk_warnings;
+
+create or replace view credit_office.objection_sla with (security_barrier) as
+select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue
+  from publication.objection_sla;
+
+-- 第十四条: the enterprise sees its own detail only, one row per indicator. The view is owned by
+-- creditplus_portal_owner (no BYPASSRLS, ownership given below) and reads the publication tables directly,
+-- so the row-level security policies at the end apply; a session that set no uscc sees nothing.
+create or replace view enterprise_self.evaluation_detail with (security_barrier) as
+select e.uscc, e.enterprise_name, e.region_code, e.industry_code, e.is_leading, e.evaluation_date,
+       e.model_version, e.total_score, e.grade, e.computed_grade, e.cap_reason, e.basic_score,
+       e.operations_score, e.social_score, prev.grade as previous_grade, c.published_at,
+       i.indicator_code, i.indicator_name, i.indicator_name_en, i.level1, i.points, i.max_points,
+       i.under_objection
+  from publication.current_publication c
+  join publication.enterprise_evaluation e on e.publication_id = c.publication_id
+  join publication.indicator_score i on i.publication_id = e.publication_id and i.uscc = e.uscc
+  left join publication.enterprise_evaluation prev
+         on prev.publication_id = c.previous_publication_id and prev.uscc = e.uscc;
+
+-- Group roles (cluster-wide, so created only when missing and altered only when wrong: another database's
+-- setup may be doing the same). Each gets USAGE on its own schema and SELECT on its views; PUBLIC nothing.
+do $$
+declare
+    ch record;
+begin
+    for ch in select * from (values ('gov_share', 'gov_share_reader'), ('finance', 'finance_reader'),
+                                    ('association', 'association_reader'), ('public_query', 'public_reader'),
+                                    ('enterprise_self', 'enterprise_portal'), ('regulator', 'regulator_reader'),
+                                    ('supply_chain', 'supply_chain_reader'), ('credit_office', 'credit_office'),
+                                    (null, 'creditplus_portal_owner'))
+                       as v(schema_name, role_name) loop
+        if not exists (select from pg_roles where rolname = ch.role_name) then
+            begin
+                execute format('create role %I nologin', ch.role_name);
+            exception when duplicate_object or unique_violation then
+                null;
+            end;
+        elsif exists (select from pg_roles where rolname = ch.role_name
+                         and (rolcanlogin or rolsuper or rolcreatedb or rolcreaterole or rolreplication
+                              or rolbypassrls)) then
+            execute format('alter role %I nologin nosuperuser nocreatedb nocreaterole noreplication nobypassrls',
+                           ch.role_name);
+        end if;
+        continue when ch.schema_name is null;
+        execute format('revoke all on schema %I from public', ch.schema_name);
+        execute format('revoke all on all tables in schema %I from public', ch.schema_name);
+        execute format('grant usage on schema %I to %I', ch.schema_name, ch.role_name);
+        execute format('grant select on all tables in schema %I to %I', ch.schema_name, ch.role_name);
+    end loop;
+end
+$$;
+
+alter view enterprise_self.evaluation_detail owner to creditplus_portal_owner;
+grant usage on schema publication to creditplus_portal_owner;
+grant select on publication.current_publication, publication.enterprise_evaluation,
+                publication.indicator_score to creditplus_portal_owner;
+
+-- Row-level security narrows only the portal owner (the table owner and superusers bypass it).
+alter table publication.enterprise_evaluation enable row level security;
+alter table publication.indicator_score enable row level security;
+drop policy if exists granted_readers on publication.enterprise_evaluation;
+create policy granted_readers on publication.enterprise_evaluation for select using (true);
+drop policy if exists portal_own_enterprise on publication.enterprise_evaluation;
+create policy portal_own_enterprise on publication.enterprise_evaluation as restrictive for select
+    to creditplus_portal_owner using (uscc = current_setting('creditplus.portal_uscc', true));
+drop policy if exists granted_readers on publication.indicator_score;
+create policy granted_readers on publication.indicator_score for select using (true);
+drop policy if exists portal_own_enterprise on publication.indicator_score;
+create policy portal_own_enterprise on publication.indicator_score as restrictive for select
+    to creditplus_portal_owner using (uscc = current_setting('creditplus.portal_uscc', true));
+

@@ -1,0 +1,246 @@
+"""creditplus.publish against a real PostgreSQL: atomic switch, refusals, reruns, failed nights.
+
+The marts are hand-written tables with the columns of the dbt marts' contract, dropped and
+recreated each "night" the way ``dbt build`` does. The helpers here are shared by
+test_channels.py and test_access.py.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import pytest
+from psycopg import sql
+
+from creditplus import channels, warehouse
+from creditplus.publish import PublicationError, publish
+
+D1, D2, D3 = dt.date(2026, 11, 24), dt.date(2026, 11, 25), dt.date(2026, 11, 26)
+# uscc -> (name, legal representative, their resident ID number (raw only), region, industry, leading)
+ENTERPRISES = {
+    "91231100MA1AAAAA1A": ("黑河龙江粮油有限公司", "张伟", "230102198001011234", "231102", "C13", True),
+    "91231100MA1BBBBB2B": ("黑河北疆物流有限公司", "李娜", "23010219900307123X", "231102", "G54", False),
+    "91231100MA1CCCCC3C": ("爱辉区森林木业有限公司", "王强", "231102197512310018", "231102", "C20", False),
+    "91231100MA1DDDDD4D": ("五大连池矿泉水有限公司", "刘洋", "231182198807150027", "231182", "C15", True),
+}
+A, B, C, D = sorted(ENTERPRISES)
+GRADES = {D1: {A: "A", B: "B", C: "C", D: "E"}, D2: {A: "A", B: "A", C: "D", D: "E"}, D3: {A: "B", B: "A", C: "D"}}
+SCORE = {"A": 900, "B": 820, "C": 760, "D": 700, "E": 600}
+INDICATORS = (("B1", "成立年限", "years established", "basic", 20),
+              ("O5", "纳税信用等级", "tax credit rating", "operations", 140),
+              ("S3", "环保信用", "environmental rating", "social", 25))
+MART_DDL = """
+create schema if not exists marts;
+drop table if exists marts.fct_enterprise_evaluation cascade;
+drop table if exists marts.fct_indicator_score cascade;
+create table marts.fct_enterprise_evaluation (evaluation_date date, uscc text, enterprise_name text,
+    legal_rep_name text, region_code text, industry_code text, is_leading boolean, model_version text,
+    total_score integer, grade text, computed_grade text, cap_reason text, basic_score integer,
+    operations_score integer, social_score integer);
+create table marts.fct_indicator_score (evaluation_date date, uscc text, model_version text, indicator_code text,
+    indicator_name text, indicator_name_en text, level1 text, points integer, max_points integer,
+    under_objection boolean);
+"""
+ENTERPRISE_VIEWS = ("gov_share.enterprise_evaluation", "finance.enterprise_grades", "association.enterprise_grades",
+                    "public_query.credit_grades")
+
+
+def build_marts(url: str, day: dt.date, grades: dict[str, str] | None = None, *, extra_indicator_rows=()) -> None:
+    """What a night's ``dbt build`` leaves: the two marts dropped, recreated and filled for ``day``."""
+    grades = GRADES[day] if grades is None else grades
+    with warehouse.connect(url) as conn:
+        conn.execute(MART_DDL)
+        for uscc, grade in grades.items():
+            name, rep, _, region, industry, leading = ENTERPRISES[uscc]
+            total = SCORE[grade]
+            conn.execute("insert into marts.fct_enterprise_evaluation values (%s,%s,%s,%s,%s,%s,%s,'v1',%s,%s,%s,%s,%s,%s,%s)",
+                         (day, uscc, name, rep, region, industry, leading, total, grade, grade,
+                          "serious_dishonesty" if grade == "E" else None, 50, total - 170, 120))
+            for code, zh, en, level1, max_points in INDICATORS:
+                conn.execute("insert into marts.fct_indicator_score values (%s,%s,'v1',%s,%s,%s,%s,%s,%s,%s)",
+                             (day, uscc, code, zh, en, level1, max_points if grade == "A" else max_points - 1, max_points,
+                              code == "O5" and grade == "E"))
+        for row in extra_indicator_rows:
+            conn.execute("insert into marts.fct_indicator_score values (%s,%s,'v1',%s,%s,%s,%s,%s,%s,%s)", row)
+
+
+def archive_personal_data(url: str) -> None:
+    """Raw records carrying resident ID numbers (legal_rep_id_no, a person's subject_id), as the platform sends."""
+    with warehouse.connect(url) as conn:
+        for uscc, (name, rep, id_no, *_rest) in ENTERPRISES.items():
+            record = {"uscc": uscc, "name": name, "legal_rep_name": rep, "legal_rep_id_no": id_no}
+            conn.execute("insert into raw.enterprises (uscc, updated_at, record, _load_id) values (%s, now(), %s, 't')",
+                         (uscc, json.dumps(record, ensure_ascii=False)))
+            conn.execute("insert into raw.dishonest_debtors (record_id, updated_at, record, _load_id)"
+                         " values (%s, now(), %s, 't')",
+                         (f"DD-{uscc}", json.dumps({"subject_type": "person", "subject_id": id_no})))
+
+
+def published_warehouse(make_database) -> str:
+    """A set-up database where D1 then D2 were published, with dbt-like schemas and personal data upstream."""
+    url = make_database("cp_publish")
+    with warehouse.connect(url) as conn:
+        warehouse.setup(conn)
+        conn.execute("create schema staging; create table staging.stg_enterprises as select 1 as x;"
+                     "create schema intermediate; create table intermediate.int_population as select 1 as x")
+    archive_personal_data(url)
+    for day in (D1, D2):
+        build_marts(url, day)
+        publish(day, warehouse_url=url, run_id=f"run-{day}")
+    return url
+
+
+def query(url: str, statement: str, params=()) -> list[tuple]:
+    with warehouse.connect(url) as conn:
+        return conn.execute(statement, params).fetchall()
+
+
+def channel_dates(url: str) -> dict[str, set[dt.date]]:
+    """The evaluation dates every channel view with an evaluation shows (as its owner)."""
+    with warehouse.connect(url) as conn:
+        conn.execute("select set_config(%s, %s, false)", (channels.PORTAL_USCC_SETTING, A))
+        return {rel: {d for (d,) in conn.execute(sql.SQL("select distinct evaluation_date from {}").format(
+                    sql.Identifier(*rel.split("."))))}
+                for rel in ENTERPRISE_VIEWS + ("gov_share.indicator_scores", "finance.xinyidai_recommendations",
+                                               "enterprise_self.evaluation_detail")}
+
+
+def previous_grades(url: str) -> dict[str, str | None]:
+    return dict(query(url, "select uscc, previous_grade from gov_share.enterprise_evaluation"))
+
+
+@pytest.fixture
+def url(warehouse_url) -> str:
+    return warehouse_url
+
+
+def test_publish_switches_every_channel_at_once_and_keeps_history(url):
+    build_marts(url, D1)
+    first = publish(D1, warehouse_url=url, run_id="run-1")
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+    assert previous_grades(url) == dict.fromkeys(GRADES[D1])
+    build_marts(url, D2)  # the night of D2 is built: readers still see D1
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+    second = publish(D2, warehouse_url=url, run_id="run-2", published_by="tester")
+    assert second > first
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D2})}
+    assert dict(query(url, "select uscc, grade from gov_share.enterprise_evaluation")) == GRADES[D2]
+    assert previous_grades(url) == GRADES[D1]
+    assert query(url, "select publication_id, evaluation_date, model_version, run_id, published_by, is_current,"
+                      " enterprise_count, indicator_count from audit.publications order by 1") == [
+        (first, D1, "v1", "run-1", "credit_nightly", False, 4, 12),
+        (second, D2, "v1", "run-2", "tester", True, 4, 12)]
+    # every row says when it was published: the current publication's time
+    assert query(url, "select distinct published_at = (select published_at from audit.publications"
+                      " where is_current) from gov_share.enterprise_evaluation") == [(True,)]
+
+
+def test_refuses_a_missing_or_empty_mart_and_changes_nothing(url):
+    with pytest.raises(PublicationError, match="fct_enterprise_evaluation does not exist"):
+        publish(D1, warehouse_url=url, run_id="r")
+    build_marts(url, D1)
+    publish(D1, warehouse_url=url, run_id="r")
+    build_marts(url, D2, {})
+    with pytest.raises(PublicationError, match="no rows for 2026-11-25"):
+        publish(D2, warehouse_url=url, run_id="r")
+    build_marts(url, D1)  # the marts hold another date than the one asked for
+    with pytest.raises(PublicationError, match="fct_enterprise_evaluation has no rows for 2026-11-25"):
+        publish(D2, warehouse_url=url, run_id="r")
+    build_marts(url, D2)
+    with warehouse.connect(url) as conn:
+        conn.execute("delete from marts.fct_indicator_score")
+    with pytest.raises(PublicationError, match="fct_indicator_score has no rows for 2026-11-25"):
+        publish(D2, warehouse_url=url, run_id="r")
+    with warehouse.connect(url) as conn:
+        conn.execute("drop table marts.fct_indicator_score")
+    with pytest.raises(PublicationError, match="fct_indicator_score.* does not exist"):
+        publish(D2, warehouse_url=url, run_id="r")
+    assert query(url, "select evaluation_date from audit.publications") == [(D1,)]
+    assert query(url, "select count(*) from publication.enterprise_evaluation") == [(4,)]
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+
+
+def test_rerun_of_a_date_makes_it_current_without_duplicates(url):
+    for day in (D1, D2, D2):
+        build_marts(url, day)
+        last = publish(day, warehouse_url=url, run_id=f"run-{day}")
+    assert query(url, "select uscc, count(*) from gov_share.enterprise_evaluation group by uscc having count(*) > 1") == []
+    assert query(url, "select count(*) from gov_share.indicator_scores") == [(12,)]
+    assert previous_grades(url) == GRADES[D1]  # not the first publication of D2
+    assert query(url, "select publication_id from audit.publications where is_current") == [(last,)]
+    build_marts(url, D1)  # back to D1 (e.g. a correction): nothing earlier, so no previous grade
+    publish(D1, warehouse_url=url, run_id="again")
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+    assert previous_grades(url) == dict.fromkeys(GRADES[D1])
+    build_marts(url, D3)  # previous = the latest publication of the latest earlier date (D2, rerun)
+    publish(D3, warehouse_url=url, run_id="d3")
+    assert previous_grades(url) == {A: "A", B: "A", C: "D"}
+    assert query(url, "select count(*), count(*) filter (where is_current) from audit.publications") == [(5, 1)]
+
+
+def test_failed_night_leaves_every_channel_on_the_previous_date(url):
+    build_marts(url, D1)
+    publish(D1, warehouse_url=url, run_id="run-1")
+    before = query(url, "select * from gov_share.enterprise_evaluation order by uscc")
+    # night D2: built but never published (the gate failed) ...
+    build_marts(url, D2)
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+    # ... or published, but the copy fails half-way (after the evaluation rows went in)
+    duplicate = (D2, A, "B1", "成立年限", "years established", "basic", 1, 20, False)
+    build_marts(url, D2, extra_indicator_rows=[duplicate])
+    with pytest.raises(PublicationError, match="breaks the mart contract"):
+        publish(D2, warehouse_url=url, run_id="run-2")
+    assert query(url, "select * from gov_share.enterprise_evaluation order by uscc") == before
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+    assert query(url, "select evaluation_date, is_current from audit.publications") == [(D1, True)]
+    assert query(url, "select count(*) from publication.indicator_score") == [(12,)]
+
+
+def test_a_repeatable_read_reader_sees_one_evaluation_across_a_publication(url):
+    build_marts(url, D1)
+    publish(D1, warehouse_url=url, run_id="run-1")
+    build_marts(url, D2)
+    with warehouse.connect(url, autocommit=True) as reader:
+        reader.execute("set role gov_share_reader")
+        with reader.transaction():
+            reader.execute("set transaction isolation level repeatable read")
+            first = reader.execute("select evaluation_date, uscc, grade from gov_share.enterprise_evaluation").fetchall()
+            # publish from another thread while the reader's transaction is open: it must not wait for the reader
+            done = threading.Event()
+            worker = threading.Thread(target=lambda: (publish(D2, warehouse_url=url, run_id="run-2"), done.set()))
+            worker.start()
+            worker.join(timeout=30)
+            assert done.is_set()
+            again = reader.execute("select evaluation_date, uscc, grade from gov_share.enterprise_evaluation").fetchall()
+            indicators = reader.execute("select distinct evaluation_date from gov_share.indicator_scores").fetchall()
+        assert sorted(again) == sorted(first) and {d for d, _, _ in first} == {D1}
+        assert indicators == [(D1,)]
+        after = reader.execute("select distinct evaluation_date from gov_share.enterprise_evaluation").fetchall()
+        assert after == [(D2,)]
+
+
+def test_channel_views_survive_dbt_dropping_the_marts_and_do_not_depend_on_them(url):
+    build_marts(url, D1)
+    publish(D1, warehouse_url=url, run_id="run-1")
+    before = {rel: query(url, f"select * from {rel} order by 1") for rel in ENTERPRISE_VIEWS}
+    build_marts(url, D2)  # drop table ... cascade + recreate, as dbt does
+    with warehouse.connect(url) as conn:
+        warehouse.setup(conn)
+        warehouse.setup(conn)
+    assert {rel: query(url, f"select * from {rel} order by 1") for rel in ENTERPRISE_VIEWS} == before
+    views = {f"{ch.name}.{v.name}" for ch in channels.CHANNELS for v in ch.views}
+    present = {f"{s}.{n}" for s, n in query(url, "select table_schema, table_name from information_schema.views")}
+    assert views <= present
+    on_marts = query(url, "select distinct v.relname from pg_depend d join pg_rewrite r on r.oid = d.objid"
+                          " join pg_class v on v.oid = r.ev_class join pg_class t on t.oid = d.refobjid"
+                          " where t.relnamespace = 'marts'::regnamespace")
+    assert on_marts == []
+
+
+def test_xinyidai_lists_grade_a_only_with_the_legal_representative(url):
+    build_marts(url, D2)
+    publish(D2, warehouse_url=url, run_id="run-2")
+    rows = query(url, "select uscc, legal_rep_name, grade from finance.xinyidai_recommendations order by uscc")
+    assert rows == [(u, ENTERPRISES[u][1], "A") for u, g in sorted(GRADES[D2].items()) if g == "A"]
+    assert len(rows) == 2 and len(query(url, "select * from finance.enterprise_grades")) == 4
