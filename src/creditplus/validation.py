@@ -6,6 +6,7 @@ that names the field, what was wrong and what a valid value looks like.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 from stdnum.cn import uscc as stdnum_uscc
@@ -20,9 +21,13 @@ _DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 
 def is_valid_uscc(value: object) -> bool:
     """18 characters of the GB 32100 alphabet with the right mod-31 check character."""
+    return isinstance(value, str) and _valid_uscc_text(value)
+
+
+@functools.lru_cache(maxsize=1 << 18)  # an enterprise's code recurs in every one of its records
+def _valid_uscc_text(value: str) -> bool:
     return (
-        isinstance(value, str)
-        and len(value) == 18
+        len(value) == 18
         and set(value) <= _USCC_ALPHABET
         and stdnum_uscc.calc_check_digit(value[:17]) == value[17]
     )

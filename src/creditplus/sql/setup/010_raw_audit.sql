@@ -1,15 +1,20 @@
 -- Archive bookkeeping: load runs, quarantine of refused records, per-resource watermarks.
 create schema if not exists raw;
 create schema if not exists audit;
+
+-- One row per extraction attempt of a resource for an evaluation date: a rerun of the
+-- same night adds attempt n+1 (the history of a failed night and its resumption stays
+-- readable); the night's outcome is its latest attempt (``audit.latest_load_runs``).
 create table if not exists audit.load_runs (
-    load_id text primary key,
+    load_id text primary key,                 -- '<evaluation_date>/<resource>/<attempt>'
     resource text not null,
     evaluation_date date not null,
-    window_start timestamptz,
-    window_end timestamptz not null,
+    attempt integer not null,
+    window_start timestamptz,                 -- exclusive; null = from the beginning
+    window_end timestamptz not null,          -- exclusive: cutoff(D) = D+1 00:00 +08:00
     started_at timestamptz not null,
     finished_at timestamptz,
-    status text not null default 'running',
+    status text not null default 'running' check (status in ('running', 'succeeded', 'failed')),
     fetched integer not null default 0,
     archived integer not null default 0,
     duplicates integer not null default 0,
@@ -18,19 +23,31 @@ create table if not exists audit.load_runs (
     retries integer not null default 0,
     fetch_seconds numeric,
     load_seconds numeric,
-    error text
+    wall_seconds numeric,
+    error text,
+    unique (resource, evaluation_date, attempt)
 );
-create index if not exists load_runs_resource_date on audit.load_runs (resource, evaluation_date);
+
+create or replace view audit.latest_load_runs as
+select distinct on (resource, evaluation_date) *
+from audit.load_runs
+order by resource, evaluation_date, attempt desc;
+
+-- Refused record versions, once per resource and original text (the unique index is on
+-- md5(original) because a btree entry cannot hold an arbitrarily long text).
 create table if not exists audit.quarantine (
     resource text not null,
-    record_key text,
-    updated_at text,
+    record_key text,                          -- key values joined with '|', when present
+    updated_at text,                          -- as received, when present
     original text not null,
     reason text not null,
     first_load_id text not null,
-    first_seen_at timestamptz not null default now(),
-    primary key (resource, original)
+    first_seen_at timestamptz not null default now()
 );
+create unique index if not exists quarantine_resource_original on audit.quarantine (resource, md5(original));
+
+-- Exclusive upper bound of the last successful extraction window per resource;
+-- it only moves forward (greatest()), so a backfill of an earlier night never rewinds it.
 create table if not exists audit.watermarks (
     resource text primary key,
     high_water timestamptz not null,

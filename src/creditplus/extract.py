@@ -1,0 +1,345 @@
+"""Nightly incremental extraction of the credit platform into the raw archive.
+
+For evaluation date D and each resource the window is
+``(watermark - lookback, cutoff(D))`` (both exclusive; no watermark: no lower bound),
+paged with ``page_size`` 5000. Three stages overlap through bounded queues: a thread
+pages over HTTP, a thread validates each page (``load.classify_items``), and the calling
+thread ``COPY``-loads it (``load.write_batch``) while PostgreSQL works on its own core.
+All pages, the quarantine, the watermark and the run's final ``audit.load_runs`` row
+commit in one transaction: a run that fails archives nothing and the next run starts
+again from the stored watermark.
+
+Retries (``Retry``): connection errors, timeouts, 5xx and truncated bodies back off
+exponentially with jitter; a 429 waits its ``Retry-After``. Past the attempts,
+``ExtractError`` names the resource, the window, the page and the last HTTP status.
+
+Lookback: one day. The platform may serve a version up to 6 hours late (replication
+lag: left out of the first response whose ``updated_before`` it precedes by < 6 h).
+Re-reading the last day of the previous window picks such versions up with the next
+night at four times the lag, and re-read versions cost only a ``duplicates`` count
+(the archive is unique on key + ``updated_at``).
+
+Watermark: the exclusive upper bound ``cutoff(D)`` of the last successful window, moved
+with ``greatest()`` so a backfill of an earlier night never rewinds it (such a backfill
+finds its window already covered and fetches nothing).
+
+Runs: every attempt adds an ``audit.load_runs`` row ``<D>/<resource>/<attempt>``; a
+rerun of a night is attempt n+1, ``audit.latest_load_runs`` shows each night's outcome.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import queue
+import random
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+
+from creditplus import config, warehouse
+from creditplus.load import add_counts, classify_items, empty_counts, write_batch
+from creditplus.resources import BY_NAME, RESOURCES, resource as registry_entry
+
+log = logging.getLogger(__name__)
+
+REPLICATION_LAG = dt.timedelta(hours=6)  # spec: "late arrivals"
+DEFAULT_LOOKBACK = dt.timedelta(days=1)
+PAGE_SIZE = 5000
+QUEUE_PAGES = 4  # pages (or validated batches) held ahead of the next stage
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ExtractError(RuntimeError):
+    """The platform could not be read (down past the retries, or a request it refuses)."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Per-request retry policy: ``attempts`` tries in all, exponential backoff with jitter
+    from ``backoff`` seconds up to ``max_backoff``; a 429's ``Retry-After`` is waited instead."""
+
+    attempts: int = 8
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    timeout: float = 60.0
+
+    def delay(self, retry: int) -> float:
+        return min(self.max_backoff, self.backoff * 2 ** retry) * random.uniform(0.5, 1.0)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process (building one costs ~0.2 s, per client otherwise)."""
+    return httpx.create_ssl_context()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
+
+
+class Platform:
+    """A client of the platform API (spec: credit-platform-api.md) with retries.
+
+    Retried: connection errors and timeouts, 429 (after ``Retry-After``), 5xx, and a
+    200 whose body is not the expected JSON (truncated). Other statuses raise at once.
+    """
+
+    def __init__(self, base_url: str, token: str, retry: Retry = Retry()):
+        self.base_url, self.retry, self.retries = base_url.rstrip("/"), retry, 0
+        self.client = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"},
+                                   timeout=httpx.Timeout(retry.timeout, connect=min(10.0, retry.timeout)),
+                                   verify=_tls_context())
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client.close()
+
+    def get_json(self, path: str, params: dict, what: str, expect: str) -> tuple[dict, bytes]:
+        """GET ``path`` → (a JSON object holding ``expect``, the body it was decoded from);
+        ``what`` names the request in errors."""
+        last = "none"
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                self.retries += 1
+            wait = None
+            try:
+                response = self.client.get(path, params=params)
+            except httpx.TransportError as exc:
+                last = f"none ({type(exc).__name__}: {exc or 'no detail'})"
+            else:
+                last = str(response.status_code)
+                if response.status_code == 200:
+                    try:
+                        body = json.loads(response.content)
+                    except ValueError:
+                        body = None
+                    if isinstance(body, dict) and isinstance(body.get(expect), list):
+                        return body, response.content
+                    last = "200 with an unparseable or incomplete body"
+                elif response.status_code in RETRYABLE_STATUSES:
+                    wait = _retry_after(response) if response.status_code == 429 else None
+                else:
+                    raise ExtractError(
+                        f"{what}: the platform at {self.base_url} answered HTTP {response.status_code} "
+                        f"({response.text[:200]}); {_fix(response.status_code)}")
+            if attempt + 1 < self.retry.attempts:
+                time.sleep(self.retry.delay(attempt) if wait is None else wait)
+        raise ExtractError(f"{what}: gave up after {self.retry.attempts} attempts; last HTTP status {last}; "
+                           f"the platform at {self.base_url} is down or failing, run again later")
+
+    def resources(self) -> list[str]:
+        body, _ = self.get_json("/api/v1/resources", {}, "listing resources", "resources")
+        return [entry["name"] for entry in body["resources"]]
+
+    def pages(self, resource: str, start: dt.datetime | None, end: dt.datetime,
+              page_size: int = PAGE_SIZE) -> Iterator[tuple[list, bytes]]:
+        """(items, response body) of each page of ``resource`` updated in the window (start, end)."""
+        params = {"updated_before": end.isoformat(), "page_size": page_size}
+        if start is not None:
+            params["updated_after"] = start.isoformat()
+        what = f"{resource} window ({_ts(start)}, {_ts(end)})"
+        number = 0
+        while True:
+            number += 1
+            body, raw = self.get_json(f"/api/v1/resources/{resource}", params, f"{what} page {number}", "items")
+            yield body["items"], raw
+            if not body.get("next_page_token"):
+                return
+            params["page_token"] = body["next_page_token"]
+
+
+def _fix(status: int) -> str:
+    return {401: "check CREDITPLUS_PLATFORM_TOKEN",
+            404: "the platform does not serve this resource; compare GET /api/v1/resources with the registry"
+            }.get(status, "the request is wrong for this platform; check CREDITPLUS_PLATFORM_URL")
+
+
+def _ts(value: dt.datetime | None) -> str:
+    return "-" if value is None else value.astimezone(config.CST).isoformat()
+
+
+def list_resources(platform_url: str, token: str, retry: Retry = Retry()) -> list[str]:
+    """Names the platform lists; warns (does not fail) about any the registry lacks."""
+    with Platform(platform_url, token, retry) as platform:
+        names = platform.resources()
+    unknown = [name for name in names if name not in BY_NAME]
+    if unknown:
+        log.warning("the platform lists resources the registry lacks, not extracted: %s "
+                    "(add them to creditplus.resources to extract them)", ", ".join(unknown))
+    return names
+
+
+_DONE = object()
+
+
+class _Ahead(threading.Thread):
+    """Runs the iterator ``source`` in a thread, up to ``QUEUE_PAGES`` items ahead of the
+    consumer; the source's exception is re-raised to the consumer. ``seconds``: time spent
+    inside the source."""
+
+    def __init__(self, source: Iterator, name: str):
+        super().__init__(name=name, daemon=True)
+        self.source, self.queue = source, queue.Queue(QUEUE_PAGES)
+        self.stop = threading.Event()
+        self.count, self.seconds = 0, 0.0
+
+    def _put(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            while True:
+                began = time.perf_counter()
+                item = next(self.source, _DONE)
+                self.seconds += time.perf_counter() - began
+                if item is _DONE or not self._put(item):
+                    break
+                self.count += 1
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            try:
+                item = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.is_alive() or not self.queue.empty():
+                    continue
+                return  # halted
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def _halt(*threads: _Ahead) -> None:
+    """Stop every thread (the consumer failed), then wait for those that run."""
+    for thread in threads:
+        thread.stop.set()
+    for thread in threads:
+        if thread.is_alive():
+            thread.join()
+
+
+def _begin_run(audit: psycopg.Connection, resource: str, evaluation_date: dt.date,
+               start: dt.datetime | None, end: dt.datetime) -> tuple[str, int]:
+    attempt = audit.execute(
+        "select coalesce(max(attempt), 0) + 1 from audit.load_runs where resource = %s and evaluation_date = %s",
+        (resource, evaluation_date)).fetchone()[0]
+    load_id = f"{evaluation_date.isoformat()}/{resource}/{attempt}"
+    audit.execute(
+        "insert into audit.load_runs (load_id, resource, evaluation_date, attempt, window_start, window_end, started_at)"
+        " values (%s, %s, %s, %s, %s, %s, now())", (load_id, resource, evaluation_date, attempt, start, end))
+    return load_id, attempt
+
+
+_FINISH_RUN = (
+    "update audit.load_runs set status = %(status)s, finished_at = clock_timestamp(), fetched = %(fetched)s,"
+    " archived = %(archived)s, duplicates = %(duplicates)s, quarantined = %(quarantined)s, pages = %(pages)s,"
+    " retries = %(retries)s, fetch_seconds = %(fetch_seconds)s, load_seconds = %(load_seconds)s,"
+    " wall_seconds = %(wall_seconds)s, error = %(error)s where load_id = %(load_id)s")
+
+
+def extract_resource(resource: str, evaluation_date: dt.date, *, warehouse_url: str, platform_url: str, token: str,
+                     lookback: dt.timedelta = DEFAULT_LOOKBACK, retry: Retry = Retry(),
+                     page_size: int = PAGE_SIZE) -> dict:
+    """Extract and archive ``resource`` for evaluation date D; return the run's row as a
+    JSON-ready dict (``load_id``, ``resource``, ``evaluation_date``, ``attempt``, ``status``,
+    ``window_start``/``window_end`` as ISO text at +08:00, the four load counts, ``pages``,
+    ``retries``, ``fetch_seconds``, ``load_seconds``, ``wall_seconds``, ``error``). Raises
+    ``ExtractError`` (after recording the failed run) when the platform stays down past the retries."""
+    registry_entry(resource)
+    if lookback < REPLICATION_LAG:
+        raise ValueError(f"lookback {lookback} is shorter than the platform's {REPLICATION_LAG} replication lag; "
+                         "late versions would be lost: use at least 6 hours (default 1 day)")
+    began = time.perf_counter()
+    end = config.cutoff(evaluation_date)
+    with warehouse.connect(warehouse_url, autocommit=True) as audit, warehouse.connect(warehouse_url) as conn:
+        # One extraction per resource at a time; held until the data commits.
+        conn.execute("select pg_advisory_xact_lock(hashtext('creditplus.extract'), hashtext(%s))", (resource,))
+        row = conn.execute("select high_water from audit.watermarks where resource = %s", (resource,)).fetchone()
+        high_water = row[0] if row else None
+        start = None if high_water is None else high_water - lookback
+        load_id, attempt = _begin_run(audit, resource, evaluation_date, start, end)
+        run = {"load_id": load_id, "resource": resource, "evaluation_date": evaluation_date.isoformat(),
+               "attempt": attempt, "window_start": None if start is None else _ts(start), "window_end": _ts(end),
+               **empty_counts(), "pages": 0, "retries": 0, "fetch_seconds": 0.0, "load_seconds": 0.0, "error": None}
+        with Platform(platform_url, token, retry) as platform:
+            # Three stages overlap: paging (thread), validation (thread), COPY (here, waiting on PostgreSQL).
+            pages = _Ahead(platform.pages(resource, start, end, page_size), f"fetch-{resource}")
+            batches = _Ahead((classify_items(resource, items, body) for items, body in pages), f"validate-{resource}")
+            try:
+                if start is None or start < end:  # else a backfill whose window is already covered
+                    pages.start()
+                    batches.start()
+                    for batch in batches:
+                        loaded = time.perf_counter()
+                        add_counts(run, write_batch(conn, batch, load_id))
+                        run["load_seconds"] += time.perf_counter() - loaded
+                conn.execute(
+                    "insert into audit.watermarks (resource, high_water) values (%s, %s) on conflict (resource) do update"
+                    " set high_water = greatest(watermarks.high_water, excluded.high_water), updated_at = now()",
+                    (resource, end))
+                run.update(status="succeeded", pages=pages.count, retries=platform.retries,
+                           fetch_seconds=pages.seconds, wall_seconds=time.perf_counter() - began)
+                conn.execute(_FINISH_RUN, run)
+                conn.commit()
+            except BaseException as exc:
+                _halt(pages, batches)
+                conn.rollback()
+                run.update(empty_counts(), status="failed", pages=pages.count, retries=platform.retries,
+                           fetch_seconds=pages.seconds, wall_seconds=time.perf_counter() - began, error=str(exc))
+                audit.execute(_FINISH_RUN, run)
+                if isinstance(exc, ExtractError):
+                    raise ExtractError(f"{exc}; nothing of {load_id} was archived and the watermark stays "
+                                       f"{_ts(high_water)}: the next run resumes from it") from exc
+                raise
+    log.info("%s: %s versions fetched in %s pages (%s retries): %s archived, %s duplicates, %s quarantined; %.1f s",
+             load_id, run["fetched"], run["pages"], run["retries"], run["archived"], run["duplicates"],
+             run["quarantined"], run["wall_seconds"])
+    return run
+
+
+def extract_all(evaluation_date: dt.date, *, warehouse_url: str, platform_url: str, token: str,
+                workers: int = 2, **options) -> dict[str, dict]:
+    """``extract_resource`` for every registry resource, ``workers`` resources at a time
+    (each its own transaction; two keep both PostgreSQL and the fetch busy on two cores),
+    ``options`` passed on. Returns the runs by resource. A failing resource does not stop
+    the others; one ``ExtractError`` at the end names every failure."""
+    list_resources(platform_url, token, options.get("retry", Retry()))
+
+    def extract(name: str) -> dict | ExtractError:
+        try:
+            return extract_resource(name, evaluation_date, warehouse_url=warehouse_url, platform_url=platform_url,
+                                    token=token, **options)
+        except ExtractError as exc:
+            return exc
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="extract") as pool:
+        outcomes = dict(zip((r.name for r in RESOURCES), pool.map(extract, (r.name for r in RESOURCES))))
+    failures = [str(o) for o in outcomes.values() if isinstance(o, ExtractError)]
+    if failures:
+        raise ExtractError(f"{len(failures)} of {len(RESOURCES)} resources failed for {evaluation_date}: "
+                           + " | ".join(failures))
+    return outcomes

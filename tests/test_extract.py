@@ -1,0 +1,175 @@
+"""creditplus.extract against the platform simulator over loopback HTTP and a real PostgreSQL.
+
+The expected archive and quarantine are computed here from the dataset files alone
+(``dataset_versions``); ``validation.refusal`` is the contract's validator, used as the
+oracle of which record versions are valid.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from creditplus import config, warehouse
+from creditplus.extract import ExtractError, Retry, extract_all, extract_resource, list_resources
+from creditplus.platform.server import running
+from creditplus.resources import RESOURCES
+from creditplus.validation import parse_timestamp, refusal
+
+ACCEPTANCE_DATASET = config.PROJECT_ROOT.parent / "shared/acceptance/cases/basic-2026-11-26/dataset"
+D1 = dt.date(2026, 11, 26)
+D2 = D1 + dt.timedelta(days=1)
+FAST = Retry(attempts=8, backoff=0.01, max_backoff=0.1)
+
+Version = tuple[tuple[str, ...], dt.datetime]  # key values as text, updated_at instant
+
+
+@pytest.fixture(scope="session")
+def dataset() -> Path:
+    if not ACCEPTANCE_DATASET.is_dir():
+        pytest.skip(f"acceptance dataset not found at {ACCEPTANCE_DATASET}")
+    return ACCEPTANCE_DATASET
+
+
+def canonical(record: object) -> str:
+    return json.dumps(record, sort_keys=True, ensure_ascii=False)
+
+
+def dataset_versions(dataset_dir: Path, before: dt.datetime) -> tuple[dict[str, set[Version]], dict[str, dict[str, str]]]:
+    """From the files: valid versions, and refused records (canonical text → reason), of
+    every line the platform can serve (a JSON object with a parseable ``updated_at``) before ``before``."""
+    valid: dict[str, set[Version]] = defaultdict(set)
+    refused: dict[str, dict[str, str]] = defaultdict(dict)
+    for res in RESOURCES:
+        path = dataset_dir / f"{res.name}.jsonl"
+        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else ():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            instant = parse_timestamp(record.get("updated_at")) if isinstance(record, dict) else None
+            if instant is None or instant >= before:
+                continue
+            reason = refusal(res.name, record)
+            if reason:
+                refused[res.name][canonical(record)] = reason
+            else:
+                valid[res.name].add((tuple(str(record[k]) for k in res.key), instant))
+    return valid, refused
+
+
+def archived_versions(conn) -> dict[str, list[Version]]:
+    """Every archived version, as a list so that a version archived twice would show."""
+    return {res.name: [(tuple(row[:-1]), row[-1]) for row in conn.execute(
+        "select {}, updated_at from raw.{}".format(", ".join(res.key), res.name)).fetchall()]
+        for res in RESOURCES}
+
+
+def quarantined(conn) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = defaultdict(dict)
+    for resource, original, reason in conn.execute("select resource, original, reason from audit.quarantine"):
+        found[resource][canonical(json.loads(original))] = reason
+    return found
+
+
+def run_night(day: dt.date, url: str, warehouse_url: str, **options) -> dict[str, dict]:
+    return extract_all(day, warehouse_url=warehouse_url, platform_url=url, token="test-token", **options)
+
+
+def test_one_night_archives_every_valid_version_and_counts_it(dataset, warehouse_url):
+    valid, refused = dataset_versions(dataset, config.cutoff(D1))
+    with running(dataset) as url:
+        runs = run_night(D1, url, warehouse_url, retry=FAST, page_size=1000)
+    with warehouse.connect(warehouse_url) as conn:
+        archive = archived_versions(conn)
+        rows = {r[0]: r[1:] for r in conn.execute(
+            "select resource, load_id, attempt, status, fetched, archived, duplicates, quarantined, pages, window_start,"
+            " window_end from audit.load_runs")}
+    for res in RESOURCES:
+        assert sorted(archive[res.name]) == sorted(valid[res.name]), res.name
+        run = runs[res.name]
+        assert (run["archived"], run["quarantined"]) == (len(valid[res.name]), len(refused[res.name])), res.name
+        assert run["fetched"] == run["archived"] + run["duplicates"] + run["quarantined"]
+        assert run["pages"] == max(1, math.ceil(run["fetched"] / 1000))
+        assert rows[res.name] == (f"{D1}/{res.name}/1", 1, "succeeded", run["fetched"], run["archived"],
+                                  run["duplicates"], run["quarantined"], run["pages"], None, config.cutoff(D1))
+        assert json.loads(json.dumps(run))["window_end"] == "2026-11-27T00:00:00+08:00"  # an Airflow XCom
+    assert runs["enterprises"]["duplicates"] == 1  # acceptance case 116: the same version twice
+
+
+def test_watermark_advances_with_each_night_and_a_backfill_never_rewinds_it(dataset, warehouse_url):
+    def extract(day: dt.date, url: str) -> dict:
+        return extract_resource("penalties", day, warehouse_url=warehouse_url, platform_url=url, token="test-token")
+
+    def high_water() -> dt.datetime:
+        with warehouse.connect(warehouse_url) as conn:
+            return conn.execute("select high_water from audit.watermarks where resource = 'penalties'").fetchone()[0]
+
+    with running(dataset) as url:
+        first = extract(D1, url)
+        assert high_water() == config.cutoff(D1)
+        second = extract(D2, url)
+        assert (second["window_start"], second["window_end"]) == ("2026-11-26T00:00:00+08:00", "2026-11-28T00:00:00+08:00")
+        assert high_water() == config.cutoff(D2)
+        backfill = extract(D1 - dt.timedelta(days=3), url)
+        again = extract(D2, url)
+    assert high_water() == config.cutoff(D2)
+    assert (backfill["status"], backfill["fetched"], backfill["pages"]) == ("succeeded", 0, 0)
+    assert first["archived"] > 0 and second["archived"] == 2  # versions stamped on D2 (cases 114, 115)
+    # A rerun of the night re-reads the lookback before its watermark and adds nothing.
+    assert (again["attempt"], again["window_start"], again["archived"], again["quarantined"]) == (
+        2, "2026-11-27T00:00:00+08:00", 0, 0)
+    with pytest.raises(ValueError, match="replication lag"):
+        extract_resource("penalties", D1, warehouse_url=warehouse_url, platform_url=url, token="test-token",
+                         lookback=dt.timedelta(hours=5))
+
+
+def test_a_platform_down_past_the_retries_raises_and_the_next_run_resumes(dataset, warehouse_url):
+    options = dict(warehouse_url=warehouse_url, token="test-token", retry=Retry(attempts=3, backoff=0.01))
+    with running(dataset) as url:
+        extract_resource("honors", D1, platform_url=url, **options)
+    with running(dataset, faults="server_error=1.0") as url:
+        with pytest.raises(ExtractError) as failure:
+            extract_resource("honors", D2, platform_url=url, **options)
+    message = str(failure.value)
+    assert "honors window (2026-11-26T00:00:00+08:00, 2026-11-28T00:00:00+08:00) page 1" in message
+    assert "gave up after 3 attempts; last HTTP status 50" in message
+    assert "watermark stays 2026-11-27T00:00:00+08:00" in message
+    with running(dataset) as url:
+        resumed = extract_resource("honors", D2, platform_url=url, **options)
+    with warehouse.connect(warehouse_url) as conn:
+        runs = conn.execute("select load_id, status, retries, archived, error is not null from audit.load_runs"
+                            " where resource = 'honors' order by started_at").fetchall()
+    assert runs == [(f"{D1}/honors/1", "succeeded", 0, runs[0][3], False), (f"{D2}/honors/1", "failed", 2, 0, True),
+                    (f"{D2}/honors/2", "succeeded", 0, 0, False)]
+    assert resumed["window_start"] == "2026-11-26T00:00:00+08:00"
+
+
+def test_connection_refused_and_a_wrong_token_name_the_cause(dataset, warehouse_url):
+    with running(dataset) as url:
+        with pytest.raises(ExtractError, match="answered HTTP 401 .*check CREDITPLUS_PLATFORM_TOKEN"):
+            extract_resource("donations", D1, warehouse_url=warehouse_url, platform_url=url, token="wrong")
+    # The server has stopped: its port now refuses connections.
+    with pytest.raises(ExtractError, match=r"donations window \(-, 2026-11-27T00:00:00\+08:00\) page 1: gave up after 2 "
+                                           r"attempts; last HTTP status none \(ConnectError"):
+        extract_resource("donations", D1, warehouse_url=warehouse_url, platform_url=url, token="test-token",
+                         retry=Retry(attempts=2, backoff=0.01))
+
+
+def test_a_failing_load_stops_the_fetch_and_records_the_failed_run(dataset, warehouse_url):
+    with warehouse.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("drop table raw.patents")
+    with running(dataset) as url:
+        with pytest.raises(psycopg.errors.UndefinedTable):  # small pages: the fetch thread is still paging
+            extract_resource("patents", D1, warehouse_url=warehouse_url, platform_url=url, token="test-token",
+                             page_size=5)
+        assert list_resources(url, "test-token") == [res.name for res in RESOURCES]
+    with warehouse.connect(warehouse_url) as conn:
+        status, error = conn.execute("select status, error from audit.load_runs").fetchone()
+        watermarks = conn.execute("select count(*) from audit.watermarks").fetchone()[0]
+    assert (status, watermarks) == ("failed", 0) and 'relation "raw.patents" does not exist' in error
