@@ -1,0 +1,2 @@
+-- Honors of D: the honors records plus confirmed self-reports of that kind (reviewed_on <= D).
+{{ with_self_reports('honors') }}

@@ -1,0 +1,34 @@
+-- Points of every indicator of the scoring model for every graded enterprise on D, by method:
+-- band ([lower, upper), compared by cross-multiplying), category, deduct (max - records, floor 0),
+-- bonus (records, capped at max); missing_points when the feature is unknown.
+with grid as (
+    select p.uscc, i.*
+    from {{ ref('int_population') }} p
+    cross join {{ ref('int_scoring_indicators') }} i
+),
+records as (
+    select r.uscc, r.indicator_code, sum(rp.points) as record_points, bool_or(r.under_objection) as under_objection
+    from {{ ref('int_indicator_records') }} r
+    left join {{ ref('scoring_record_points') }} rp
+        on rp.indicator_code = r.indicator_code and rp.item = r.item
+       and rp.model_version = (select model_version from {{ ref('int_scoring_version') }})
+    group by r.uscc, r.indicator_code
+)
+select g.uscc, g.model_version, g.indicator_code, g.level1, g.max_points,
+       case g.method
+           when 'band' then case when f.num is null then g.missing_points else b.points end
+           when 'category' then case when f.category is null then g.missing_points else c.points end
+           when 'deduct' then greatest(0, g.max_points - coalesce(r.record_points, 0))
+           when 'bonus' then least(g.max_points, coalesce(r.record_points, 0))
+       end as points,
+       coalesce(r.under_objection, false) as under_objection
+from grid g
+left join {{ ref('int_features') }} f on f.uscc = g.uscc and f.indicator_code = g.indicator_code
+left join {{ ref('scoring_bands') }} b
+    on g.method = 'band' and b.model_version = g.model_version and b.indicator_code = g.indicator_code
+   and (b.lower_bound is null or f.num >= b.lower_bound * f.den)
+   and (b.upper_bound is null or f.num < b.upper_bound * f.den)
+left join {{ ref('scoring_categories') }} c
+    on g.method = 'category' and c.model_version = g.model_version and c.indicator_code = g.indicator_code
+   and c.category = f.category
+left join records r on r.uscc = g.uscc and r.indicator_code = g.indicator_code

@@ -1,0 +1,2 @@
+-- Patents of D: the patents records plus confirmed self-reports of that kind (reviewed_on <= D).
+{{ with_self_reports('patents') }}

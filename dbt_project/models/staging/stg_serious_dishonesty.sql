@@ -1,0 +1,1 @@
+{{ stg_latest('serious_dishonesty') }}

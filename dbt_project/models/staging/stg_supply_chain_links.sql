@@ -1,0 +1,1 @@
+{{ stg_latest('supply_chain_links') }}
