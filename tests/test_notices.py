@@ -1,0 +1,81 @@
+"""Re-evaluation notices (第十四条–第十六条) at the nightly publication, on the hand-written dataset
+tests/datasets/rights: an upheld objection, an approved repair and a confirmed self-report decided on
+D+1 each notify regulators once, however often D+1 is rerun; a pending self-report and references to
+records or enterprises the warehouse does not know change nothing and are listed for the credit office."""
+from __future__ import annotations
+
+import pytest
+
+from test_supply_chain import D, D1, D2, loaded_warehouse, night, query
+
+R1, R2, R3, R4, R5, NOBODY = ("91231100MA1RGHT016", "91231100MA1RGHT029", "91231100MA1RGHT03C", "91231100MA1RGHT04F",
+                              "91231100MA1RGHT05J", "91231100MA1NB0DY12")
+NOTICES = ("select uscc, reason, old_grade, new_grade, old_score, new_score, evaluation_date"
+           " from regulator.notifications")
+
+
+def evaluation(url: str) -> dict[str, tuple]:
+    return {u: (g, s) for u, g, s in query(url, "select uscc, grade, total_score from gov_share.enterprise_evaluation")}
+
+
+def o7(url: str, uscc: str) -> int:
+    return query(url, "select points from gov_share.indicator_scores where uscc = %s and indicator_code = 'O7'",
+                 (uscc,))[0][0]
+
+
+@pytest.fixture(scope="module")
+def nights(make_database):
+    """Nights D, D+1, D+1 again and D+2; what the channels show after each."""
+    url = loaded_warehouse(make_database, "rights")
+    after = {}
+    for label, day in (("D", D), ("D+1", D1), ("D+1 rerun", D1), ("D+2", D2)):
+        night(url, day)
+        after[label] = {"evaluation": evaluation(url), "notices": sorted(query(url, NOTICES)), "R2 O7": o7(url, R2)}
+    return url, after
+
+
+def test_first_night_notifies_nobody(nights):
+    _, after = nights
+    assert after["D"]["evaluation"] == {R1: ("E", 920), R2: ("B", 820), R3: ("A", 920), R4: ("A", 920)}
+    assert after["D"]["notices"] == []
+
+
+def test_decisions_of_d_plus_1_change_the_results_and_notify_once(nights):
+    _, after = nights
+    assert after["D+1"]["evaluation"] == {R1: ("A", 920), R2: ("A", 860), R3: ("A", 920), R4: ("A", 930)}
+    assert after["D+1"]["notices"] == [
+        (R1, "objection_upheld", "E", "A", 920, 920, D1),         # the serious dishonesty record was an error
+        (R2, "credit_repair", "B", "A", 820, 860, D1),            # one of two severe penalties repaired
+        (R4, "self_report_confirmed", "A", "A", 920, 930, D1),    # a national honor: +10
+    ]
+    assert after["D+1 rerun"]["notices"] == after["D+1"]["notices"]
+    assert after["D+1 rerun"]["evaluation"] == after["D+1"]["evaluation"]
+
+
+def test_a_later_change_is_not_notified_again_for_a_decision_already_taken_in(nights):
+    _, after = nights
+    assert after["D+2"]["evaluation"][R4] == ("A", 905)  # tax rating A -> B on D+2: not a re-evaluation
+    assert after["D+2"]["notices"] == after["D+1"]["notices"]
+
+
+def test_a_repair_approved_on_d_plus_1_counts_from_that_day_not_before(nights):
+    _, after = nights
+    assert (after["D"]["R2 O7"], after["D+1"]["R2 O7"]) == (0, 40)  # 100 - 2 x 60 floored, then 100 - 60
+
+
+def test_a_pending_self_report_changes_nothing(nights):
+    _, after = nights
+    assert after["D"]["evaluation"][R3] == after["D+1"]["evaluation"][R3] == ("A", 920)
+    assert not [n for n in after["D+1"]["notices"] if n[0] == R3]
+
+
+def test_unknown_references_are_listed_for_the_credit_office_and_change_no_score(nights):
+    url, after = nights
+    listed = query(url, "select resource, record_key, reference, reason from marts.fct_unresolved_references")
+    assert sorted(listed) == [
+        ("credit_repairs", "REP-X", "penalties/PEN-GONE", "target_not_found"),
+        ("objections", "OBJ-X", "penalties/PEN-NEVER", "target_not_found"),
+        ("self_reports", "SR-NOBODY", NOBODY, "unknown_enterprise"),
+        ("self_reports", "SR-R5", R5, "outside_population"),
+    ]
+    assert R5 not in after["D+1"]["evaluation"] and NOBODY not in after["D+1"]["evaluation"]

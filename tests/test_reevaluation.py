@@ -1,0 +1,80 @@
+"""The credit_reevaluation DAG run by Airflow (``dag.test()``) against a real warehouse: a repair that
+arrived after the night of D+1 was published re-scores one enterprise, whose rows alone change, with one
+notice; a malformed or unknown code fails the trigger with a clear message and changes nothing."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from creditplus import airflow_env, config, load, warehouse
+from creditplus.reevaluation import ReevaluationError, validate
+from test_notices import R2
+from test_supply_chain import D1, DATASETS, loaded_warehouse, night, query
+
+STATE = {"enterprises": "select * from gov_share.enterprise_evaluation order by uscc",
+         "indicators": "select * from gov_share.indicator_scores order by uscc, indicator_code",
+         "notices": "select uscc, reason, old_grade, new_grade, old_score, new_score, evaluation_date"
+                    " from regulator.notifications order by notification_id",
+         "publications": "select publication_id, evaluation_date, published_by from audit.publications order by 1"}
+
+
+def state(url: str) -> dict[str, list[tuple]]:
+    return {name: query(url, statement) for name, statement in STATE.items()}
+
+
+@pytest.fixture(scope="module")
+def dag(make_database, tmp_path_factory):
+    """The DAG, with Airflow's metadata in a throwaway home (or the session's) and the warehouse connection set."""
+    url = loaded_warehouse(make_database, "rights")
+    night(url, D1)  # night D+1 is published
+    home = os.environ.get("AIRFLOW_HOME") or str(tmp_path_factory.mktemp("airflow-home"))
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {**airflow_env.connection_env(url, "http://127.0.0.1:9", "unused"), "AIRFLOW_HOME": home,
+                            "CREDITPLUS_HOME": str(tmp_path_factory.mktemp("creditplus-home")),
+                            "AIRFLOW__CORE__DAGS_FOLDER": str(config.DAGS_DIR), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": os.environ.get(
+                                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home}/airflow.db")}.items():
+            mp.setenv(name, value)
+        airflow_env.migrate(dict(os.environ))
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(config.DAGS_DIR / "credit_reevaluation.py"))
+        assert bag.import_errors == {}
+        yield url, bag.dags["credit_reevaluation"]
+
+
+def test_a_late_repair_republishes_one_enterprise_only(dag):
+    url, reevaluation_dag = dag
+    before = state(url)
+    with warehouse.connect(url) as conn:  # a repair approved on D+1 that arrived after the night
+        load.archive_dataset_dir(conn, DATASETS / "rights_late", "late")
+    run = reevaluation_dag.test(run_conf={"usccs": [R2]})
+    assert run.state == "success"
+    after = state(url)
+    # published_at (the last column of an evaluation row) is the new publication's for every row
+    rows = {"enterprises": lambda st: [r[:-1] for r in st["enterprises"]], "indicators": lambda st: st["indicators"]}
+    for name, of in rows.items():
+        assert {r[0] for r in of(after) if r not in of(before)} == {R2}, name
+        assert [r for r in of(after) if r[0] != R2] == [r for r in of(before) if r[0] != R2], name
+    assert query(url, "select grade, total_score from gov_share.enterprise_evaluation where uscc = %s", (R2,)) == [
+        ("A", 920)]  # both severe penalties repaired
+    assert after["notices"] == before["notices"] + [(R2, "credit_repair", "A", "A", 860, 920, D1)]
+    assert after["publications"][:-1] == before["publications"]
+    assert after["publications"][-1][1:] == (D1, "credit_reevaluation")
+
+
+@pytest.mark.parametrize("code, message", [
+    ("91231100MA1RGHT02X", "malformed credit code.*91231100MA1RGHT02X"),
+    ("91231100MA1RGHT06M", "unknown credit code.*91231100MA1RGHT06M"),
+])
+def test_a_bad_code_fails_the_trigger_and_touches_nothing(dag, code, message):
+    url, reevaluation_dag = dag
+    before = state(url)
+    with pytest.raises(ReevaluationError, match=message):
+        validate([R2, code], warehouse_url=url)
+    run = reevaluation_dag.test(run_conf={"usccs": [R2, code]})
+    assert run.state == "failed"
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()}["validate"] == "failed"
+    assert state(url) == before
+
