@@ -244,3 +244,28 @@ def test_xinyidai_lists_grade_a_only_with_the_legal_representative(url):
     rows = query(url, "select uscc, legal_rep_name, grade from finance.xinyidai_recommendations order by uscc")
     assert rows == [(u, ENTERPRISES[u][1], "A") for u, g in sorted(GRADES[D2].items()) if g == "A"]
     assert len(rows) == 2 and len(query(url, "select * from finance.enterprise_grades")) == 4
+
+
+def test_objection_deadlines_are_published_with_the_evaluation_and_replaced_by_the_next(url):
+    sla_ddl = ("create table marts.fct_objection_sla (objection_id text, uscc text, submitted_at timestamptz,"
+               " due_on date, status text, resolved_at timestamptz, working_days_used integer, overdue boolean,"
+               " deadline_confirmed boolean, evaluation_date date)")
+    row = "insert into marts.fct_objection_sla values (%s, %s, '2026-09-18T10:00:00+08:00', '2026-09-29', %s, null, %s, %s, true, %s)"
+    build_marts(url, D1)
+    with warehouse.connect(url) as conn:
+        conn.execute("drop table if exists marts.fct_objection_sla")
+        conn.execute(sla_ddl)
+        conn.execute(row, ("OB-1", A, "submitted", 3, False, D1))
+        conn.execute(row, ("OB-2", B, "processing", 3, False, D1))
+    # not before the publication: the channel shows the published evaluation's deadlines only
+    assert query(url, "select count(*) from credit_office.objection_sla") == [(0,)]
+    publish(D1, warehouse_url=url, run_id="run-1")
+    assert query(url, "select objection_id, due_on, overdue from credit_office.objection_sla order by 1") == [
+        ("OB-1", dt.date(2026, 9, 29), False), ("OB-2", dt.date(2026, 9, 29), False)]
+    build_marts(url, D2)
+    with warehouse.connect(url) as conn:
+        conn.execute("delete from marts.fct_objection_sla")
+        conn.execute(row, ("OB-1", A, "submitted", 9, True, D2))
+    publish(D2, warehouse_url=url, run_id="run-2")
+    assert query(url, "select objection_id, working_days_used, overdue from credit_office.objection_sla") == [
+        ("OB-1", 9, True)]

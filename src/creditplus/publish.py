@@ -12,6 +12,7 @@ In the same transaction a publication records what it changed (sql/setup/070_mon
 enterprise's grade or score differs from the previously current publication, new
 ``supply_chain.risk_warnings`` (marts.fct_supply_chain_signals, and grade falls of a partner against
 the previous publication) and the per-leading-enterprise ``publication.supply_chain_summary``.
+``credit_office.objection_sla`` is replaced by the date's ``marts.fct_objection_sla``.
 ``republish`` replaces just some enterprises' rows of the current publication (re-evaluation).
 """
 from __future__ import annotations
@@ -221,10 +222,19 @@ select %(p)s, %(d)s, l.leading_uscc, count(distinct l.partner_uscc),
  group by l.leading_uscc
 """
 
-# statement -> the marts it reads
-MONITORING = {NOTICES: ("fct_rights_decisions",),
-              WARNINGS: ("fct_supply_chain_links", "fct_supply_chain_signals"),
-              SUMMARY: ("fct_supply_chain_links", "fct_supply_chain_signals")}
+# The credit office's objection deadlines (第十四条) as of the published date: the whole list is replaced.
+OBJECTION_SLA = ("delete from publication.objection_sla", """
+insert into publication.objection_sla
+       (objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue)
+select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue
+  from marts.fct_objection_sla where evaluation_date = %(d)s
+""")
+
+# statements -> the marts they read
+MONITORING = {(NOTICES,): ("fct_rights_decisions",),
+              OBJECTION_SLA: ("fct_objection_sla",),
+              (WARNINGS,): ("fct_supply_chain_links", "fct_supply_chain_signals"),
+              (SUMMARY,): ("fct_supply_chain_links", "fct_supply_chain_signals")}
 
 
 def _monitor(conn: psycopg.Connection, publication_id: int, previous_id: int | None, evaluation_date: dt.date,
@@ -232,9 +242,10 @@ def _monitor(conn: psycopg.Connection, publication_id: int, previous_id: int | N
     """Write the publication's notices, new warnings and summary (a step whose marts were not built is
     skipped with a warning: a project without the notices/supply_chain models)."""
     params = {"p": publication_id, "c": previous_id, "d": evaluation_date, "usccs": usccs}
-    for statement, marts in MONITORING.items():
+    for statements, marts in MONITORING.items():
         missing = [m for m in marts if conn.execute("select to_regclass(%s)", (f"marts.{m}",)).fetchone()[0] is None]
         if missing:
             log.warning("publication %s: marts %s not built; step skipped", publication_id, ", ".join(missing))
             continue
-        conn.execute(statement, params)
+        for statement in statements:
+            conn.execute(statement, params)
