@@ -4,7 +4,9 @@ database; then again for the same date."""
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from creditplus import config
 from creditplus.platform.server import running
 from creditplus.resources import RESOURCES
 
-CASE = Path("/work/shared/acceptance/cases/basic-2026-11-26")
+CASE = config.PROJECT_ROOT.parent / "shared/acceptance/cases/basic-2026-11-26"
 DAY = "2026-11-26"
+NEXT_DAY = "2026-11-27"
 CLI = str(Path(sys.executable).with_name("creditplus"))
 
 
@@ -46,7 +50,8 @@ def _env(home: Path, warehouse_url: str, platform_url: str, token: str) -> dict[
 
 
 @pytest.mark.slow
-def test_nightly_grades_the_case_and_a_rerun_adds_nothing(make_database, home, platform):
+def test_nightly_grades_publishes_reruns_and_a_broken_feed_keeps_the_publication(make_database, home, platform,
+                                                                                  tmp_path):
     url = make_database("cp_nightly")
     env = _env(home, url, *platform)
 
@@ -81,6 +86,26 @@ def test_nightly_grades_the_case_and_a_rerun_adds_nothing(make_database, home, p
     with psycopg.connect(url) as conn:
         assert conn.execute("select max(attempt) from audit.load_runs where evaluation_date = %s", (DAY,)).fetchone()[0] == 2
         assert conn.execute("select count(*) from gov_share.enterprise_evaluation").fetchone()[0] == expected
+        published = conn.execute("select publication_id from audit.publications where is_current").fetchone()
+
+    # Night D+1 brings a broken feed: every enterprise re-sent with an invalid reg_status.
+    broken = tmp_path / "broken-feed"
+    shutil.copytree(CASE / "dataset", broken)
+    with open(broken / "enterprises.jsonl", "a", encoding="utf-8") as out:
+        for line in (CASE / "dataset" / "enterprises.jsonl").read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if "uscc" in record:
+                out.write(json.dumps({**record, "reg_status": "bankrupt", "updated_at": f"{NEXT_DAY}T09:00:00+08:00"},
+                                     ensure_ascii=False) + "\n")
+    with running(broken, token="broken-token") as broken_url:
+        failed = nightly(_env(home, url, broken_url, "broken-token"), NEXT_DAY)
+    assert failed.returncode != 0
+    assert "check_feed" in failed.stdout + failed.stderr
+    with psycopg.connect(url) as conn:  # the gate held: every channel still shows night D
+        assert conn.execute("select publication_id from audit.publications where is_current").fetchone() == published
+        assert conn.execute("select distinct evaluation_date::text from gov_share.enterprise_evaluation").fetchall() == [(DAY,)]
+        assert conn.execute("select count(*) from audit.quality_results where evaluation_date = %s and suite = 'feed'"
+                            " and not success and severity = 'critical'", (NEXT_DAY,)).fetchone()[0] >= 1
 
 
 def test_an_unreachable_platform_is_one_clear_line(make_database, home, tmp_path):
