@@ -1,7 +1,11 @@
 {#- The evaluation date D and the time arithmetic of scoring-model-v1.md ("Evaluation semantics"). -#}
 
 {% macro evaluation_date_text() -%}
+    {#- var evaluation_date, else (when executing) env CREDITPLUS_EVALUATION_DATE: dbt_runner.build passes D
+        there so that the vars, hence dbt's partial parse, stay the same from one night to the next. -#}
     {%- set d = var('evaluation_date', none) -%}
+    {%- if d is none and execute -%}{%- set d = env_var('CREDITPLUS_EVALUATION_DATE', '') or none -%}{%- endif -%}
+    {%- if d is none and not execute -%}{%- set d = '2000-01-01' -%}{%- endif -%}
     {%- if d is none or not modules.re.fullmatch('\d{4}-\d{2}-\d{2}', d | string) -%}
         {{ exceptions.raise_compiler_error("var evaluation_date is required as YYYY-MM-DD, e.g. dbt build --vars '{evaluation_date: 2026-11-26}'; got " ~ (d | string)) }}
     {%- endif -%}

@@ -11,8 +11,10 @@ from ``creditplus.resources``; tests/test_scoring_project.py checks they are in 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,7 @@ from creditplus import config, resources as R
 
 DBT = Path(sys.executable).with_name("dbt")
 MODEL_SCHEMAS = ("staging", "intermediate", "marts")
+DBT_WORK_MEM = "64MB"  # per sort/hash node of a dbt session (2 threads)
 
 # Field kind (registry) -> how staging types it (macro stg_latest).
 SQL_TYPES = {
@@ -40,6 +43,10 @@ def _env(warehouse_url: str | None) -> dict[str, str]:
 
     env = {**os.environ, "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     env.update(warehouse.dbt_env(warehouse_url))
+    # The nightly models join and sort millions of rows (population x indicators): with PostgreSQL's
+    # default 4MB work_mem they spill to disk. Every dbt connection gets this (libpq reads PGOPTIONS).
+    work_mem = os.environ.get("CREDITPLUS_DBT_WORK_MEM", DBT_WORK_MEM)
+    env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c work_mem={work_mem}".strip()
     return env
 
 
@@ -80,20 +87,66 @@ def _failure_message(args: list[str], target: Path, proc: subprocess.CompletedPr
 
 def build(evaluation_date: dt.date | str, *, warehouse_url: str | None = None, select: str | None = None,
           vars: dict | None = None, project_dir: Path | None = None, target_path: Path | None = None,
-          full_refresh: bool = False) -> None:
+          full_refresh: bool = False, unit_tests: bool = False) -> None:
     """``dbt build`` of evaluation date D (all nodes, or ``select``) into the warehouse.
+
+    The nightly build leaves the dbt unit tests out (``unit_tests=True`` runs them too; the test suite
+    does, ``unit_test()`` runs only them). D goes to dbt as env ``CREDITPLUS_EVALUATION_DATE`` (macro
+    evaluation_date_text), not as a var: the vars stay the same from night to night, so dbt's partial
+    parse (cached per project and warehouse, ``_PARSE_CACHE``) is reused instead of parsing the whole project again.
 
     Each call gets its own target directory (unless ``target_path``) so that concurrent builds and
     the manifest Cosmos reads from dbt_project/target never see each other's files.
     """
-    all_vars = {"evaluation_date": str(evaluation_date), **(vars or {})}
-    args = ["build", "--vars", json.dumps(all_vars)]
+    args = ["build"]
+    if vars:
+        args += ["--vars", json.dumps(vars)]
     if select:  # only the tests whose parents are all built
         args += ["--select", select, "--indirect-selection", "buildable"]
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     if full_refresh:
         args.append("--full-refresh")
+    env = {**_env(warehouse_url), "CREDITPLUS_EVALUATION_DATE": str(evaluation_date)}
     with tempfile.TemporaryDirectory(prefix="creditplus-dbt-") as scratch:
-        run(args, env=_env(warehouse_url), project_dir=project_dir, target_path=target_path or Path(scratch))
+        _run_cached(args, env=env, project_dir=project_dir, target_path=Path(target_path or scratch))
+
+
+def unit_test(*, warehouse_url: str | None = None, project_dir: Path | None = None,
+              target_path: Path | None = None) -> None:
+    """Run only the dbt unit tests (they need the models' parents to exist: run after a build)."""
+    env = {**_env(warehouse_url), "CREDITPLUS_EVALUATION_DATE": "2026-11-26"}  # each unit test sets its own
+    with tempfile.TemporaryDirectory(prefix="creditplus-dbt-") as scratch:
+        _run_cached(["test", "--select", "test_type:unit"], env=env, project_dir=project_dir,
+                    target_path=Path(target_path or scratch))
+
+
+_PARSE_CACHE = Path("target") / "partial-parse-cache"  # under the project, one file per warehouse
+_PARSE_CACHE_KEEP = 8  # the most recently used warehouses
+
+
+def _run_cached(args: list[str], *, env: dict[str, str], project_dir: Path | None, target_path: Path) -> None:
+    """``run`` seeded with the project's cached partial parse, which a successful run refreshes.
+    dbt checks every file's checksum, the vars and the profile before it reuses a partial parse."""
+    project = Path(project_dir or config.DBT_PROJECT_DIR)
+    # dbt discards a partial parse made with another profile (connection): one cache per warehouse
+    warehouse_key = "|".join(env.get(f"CREDITPLUS_PG{k}", "") for k in ("HOST", "PORT", "USER", "DATABASE"))
+    cache = project / _PARSE_CACHE / f"{hashlib.sha1(warehouse_key.encode()).hexdigest()[:16]}.msgpack"
+    target_path.mkdir(parents=True, exist_ok=True)
+    mine = target_path / "partial_parse.msgpack"
+    if cache.exists() and not mine.exists():
+        shutil.copyfile(cache, mine)
+    run(args, env=env, project_dir=project, target_path=target_path)
+    if mine.exists():
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{os.getpid()}.{cache.name}")
+            shutil.copyfile(mine, tmp)
+            os.replace(tmp, cache)  # atomic: a concurrent build reads the old or the new file, never half
+            for stale in sorted(cache.parent.glob("*.msgpack"), key=lambda p: p.stat().st_mtime)[:-_PARSE_CACHE_KEEP]:
+                stale.unlink(missing_ok=True)  # scratch warehouses (tests, compare) come and go
+        except OSError:
+            pass  # a cache only
 
 
 def parse(*, project_dir: Path | None = None) -> Path:

@@ -1,8 +1,8 @@
 -- Points of every indicator of the scoring model for every graded enterprise on D, by method:
 -- band ([lower, upper), compared by cross-multiplying), category, deduct (max - records, floor 0),
 -- bonus (records, capped at max); missing_points when the feature is unknown.
-with grid as (
-    select p.uscc, i.*
+with grid as (  -- only the columns used: the grid (population x indicators) is sorted and hashed
+    select p.uscc, i.model_version, i.indicator_code, i.level1, i.method, i.max_points, i.missing_points
     from {{ ref('int_population') }} p
     cross join {{ ref('int_scoring_indicators') }} i
 ),

@@ -4,7 +4,7 @@ The generated dataset (cached, shared with ``bench extract``) is archived into a
 then, on the same warehouse:
 
 * floor: decoding every archived record once (``sum(octet_length(record::text))`` over each raw table);
-* night 1: ``dbt build`` (seeds, models, data and unit tests) of the dataset's last day D;
+* night 1: ``dbt build`` (seeds, models, data tests; the unit tests run in the test suite) of the dataset's last day D;
 * night 2: ``dbt build`` of D+1 on the same archive (the history tables grow only by what changed);
 * row counts of the archive, the marts and the history.
 """
