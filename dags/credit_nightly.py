@@ -16,8 +16,6 @@ base URL, password = bearer token). Logic lives in `creditplus.orchestration`.
 """
 from __future__ import annotations
 
-import datetime as dt
-
 import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
@@ -34,13 +32,7 @@ from creditplus import orchestration
     catchup=False,
     max_active_runs=1,
     tags=["creditplus", "nightly", "dbt"],
-    default_args={
-        "owner": "credit-data",
-        "retries": 2,
-        "retry_delay": dt.timedelta(seconds=30),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": dt.timedelta(minutes=10),
-    },
+    default_args=orchestration.DAG_DEFAULT_ARGS,
     params={"evaluation_date": Param(None, type=["null", "string"], format="date",
                                      description="grade this day instead of the day before the logical date")},
     user_defined_macros={"evaluation_date": orchestration.evaluation_date},

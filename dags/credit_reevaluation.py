@@ -30,13 +30,7 @@ from creditplus import orchestration, reevaluation
     catchup=False,
     max_active_runs=1,
     tags=["creditplus", "reevaluation", "dbt"],
-    default_args={
-        "owner": "credit-data",
-        "retries": 2,
-        "retry_delay": dt.timedelta(seconds=30),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": dt.timedelta(minutes=5),
-    },
+    default_args=orchestration.DAG_DEFAULT_ARGS,
     params={"usccs": Param([], type="array", items={"type": "string"},
                            description="credit codes (uscc) of the enterprises to re-evaluate")},
 )

@@ -14,6 +14,14 @@ from creditplus.resources import RESOURCES
 log = logging.getLogger(__name__)
 
 RESOURCE_NAMES: list[str] = [r.name for r in RESOURCES]
+# What every creditplus DAG shares: its owner and retries with exponential backoff.
+DAG_DEFAULT_ARGS = {
+    "owner": "credit-data",
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=10),
+}
 DBT_GROUP_ID = "dbt"
 # The run's evaluation date as a template, for operators that take templated fields (dbt vars).
 EVALUATION_DATE_TEMPLATE = "{{ evaluation_date(logical_date, params) }}"
