@@ -11,18 +11,14 @@ enterprise the warehouse received fails the trigger before anything is touched.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from creditplus import dbt_runner, publish, warehouse
 from creditplus.errors import UserError
 from creditplus.validation import is_valid_uscc
 
-# What publication reads. Unit tests check model logic, not data; the night runs them, a re-evaluation skips them.
+# What publication reads (dbt_runner.build leaves the dbt unit tests out: they check logic, not data).
 SELECT = "+fct_enterprise_evaluation +fct_indicator_score +path:models/supply_chain +path:models/notices"
-EXCLUDE = "test_type:unit"
 # Updated (with extra {"usccs": [...]}) by whatever loads rights decisions; schedules credit_reevaluation.
 RIGHTS_DECISIONS_ASSET = "creditplus://warehouse/rights_decisions"
 
@@ -67,10 +63,7 @@ def validate(usccs: Iterable[str], *, warehouse_url: str | None = None) -> tuple
 
 def build_marts(evaluation_date: dt.date, *, warehouse_url: str | None = None) -> None:
     """``dbt build`` of what publication reads for D, with its data tests (without the unit tests)."""
-    args = ["build", "--vars", json.dumps({"evaluation_date": str(evaluation_date)}),
-            "--select", SELECT, "--exclude", EXCLUDE]
-    with tempfile.TemporaryDirectory(prefix="creditplus-dbt-") as scratch:
-        dbt_runner.run(args, env=dbt_runner._env(warehouse_url), target_path=Path(scratch))
+    dbt_runner.build(evaluation_date, warehouse_url=warehouse_url, select=SELECT)
 
 
 def reevaluate(usccs: Iterable[str], *, warehouse_url: str | None = None, run_id: str) -> int:
