@@ -6,8 +6,11 @@ Tests use the server in ``CREDITPLUS_TEST_SERVER`` (default: the local one on
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -17,6 +20,31 @@ from psycopg import sql
 from creditplus import warehouse
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="creditplus-test-airflow-"))
+
+
+def pytest_configure(config):
+    """Airflow reads its home and metadata database once, at first import (any test module may import it):
+    point both at a throwaway home before collection starts."""
+    os.environ.update({
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[1] / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+    })
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """The session's Airflow home, its metadata database migrated (once)."""
+    from creditplus import airflow_env
+
+    airflow_env.migrate(dict(os.environ))
+    return AIRFLOW_HOME
 
 
 def _server_url(tmp_path_factory) -> str:

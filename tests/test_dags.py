@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from unittest import mock
 
@@ -16,19 +15,6 @@ from creditplus import config, orchestration
 from creditplus.resources import RESOURCES
 
 CST = config.CST
-
-
-@pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory) -> Path:
-    """A throwaway AIRFLOW_HOME for this session, set before Airflow is first imported."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    os.environ.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(config.DAGS_DIR),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-    })
-    return home
 
 
 @pytest.fixture(scope="session")

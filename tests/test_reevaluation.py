@@ -3,7 +3,6 @@ arrived after the night of D+1 was published re-scores one enterprise, whose row
 notice; a malformed or unknown code fails the trigger with a clear message and changes nothing."""
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -24,19 +23,14 @@ def state(url: str) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture(scope="module")
-def dag(make_database, tmp_path_factory):
-    """The DAG, with Airflow's metadata in a throwaway home (or the session's) and the warehouse connection set."""
+def dag(make_database, airflow_home, tmp_path_factory):
+    """The DAG, run with the session's Airflow metadata and the warehouse connection set."""
     url = loaded_warehouse(make_database, "rights")
     night(url, D1)  # night D+1 is published
-    home = os.environ.get("AIRFLOW_HOME") or str(tmp_path_factory.mktemp("airflow-home"))
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in {**airflow_env.connection_env(url, "http://127.0.0.1:9", "unused"), "AIRFLOW_HOME": home,
-                            "CREDITPLUS_HOME": str(tmp_path_factory.mktemp("creditplus-home")),
-                            "AIRFLOW__CORE__DAGS_FOLDER": str(config.DAGS_DIR), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": os.environ.get(
-                                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home}/airflow.db")}.items():
+        for name, value in {**airflow_env.connection_env(url, "http://127.0.0.1:9", "unused"),
+                            "CREDITPLUS_HOME": str(tmp_path_factory.mktemp("creditplus-home"))}.items():
             mp.setenv(name, value)
-        airflow_env.migrate(dict(os.environ))
         from airflow.dag_processing.dagbag import DagBag
 
         bag = DagBag(dag_folder=str(config.DAGS_DIR / "credit_reevaluation.py"))
