@@ -42,9 +42,9 @@ def main(args) -> int:
 
 def dataset(enterprises: int, end: dt.date) -> Path:
     """The generated dataset for these arguments, generated once (atomically) and reused."""
-    from creditplus.platform.generator import generate
+    from creditplus.platform.generator import VERSION as GENERATOR_VERSION, generate
 
-    path = config.home() / "demo" / f"city-{enterprises}e-seed{SEED}-{YEARS}y-{end}"
+    path = config.home() / "demo" / f"city-{enterprises}e-seed{SEED}-{YEARS}y-{end}-v{GENERATOR_VERSION}"
     if path.is_dir():
         print(f"demo: reusing the dataset in {path}", flush=True)
         return path

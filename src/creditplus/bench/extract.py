@@ -42,9 +42,9 @@ COPY_COLUMNS = ("updated_at", "record", "_load_id", "_loaded_at")
 
 def cached_dataset(enterprises: int) -> Path:
     """The generated dataset for ``enterprises`` (generated on first use, then reused)."""
-    from creditplus.platform.generator import generate
+    from creditplus.platform.generator import VERSION as GENERATOR_VERSION, generate
 
-    path = config.home() / "bench" / f"dataset-{enterprises}-seed{SEED}-{END_DATE}"
+    path = config.home() / "bench" / f"dataset-{enterprises}-seed{SEED}-{END_DATE}-v{GENERATOR_VERSION}"
     if not path.is_dir():
         partial = path.with_name(path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
