@@ -17,7 +17,8 @@ PERSONAL_COLUMNS = {"legal_rep_id_no", "subject_id", "id_no", "subject_type"}
 FORBIDDEN = ("raw.enterprises", "audit.publications", "audit.load_runs", "staging.stg_enterprises",
              "intermediate.int_population", "marts.fct_enterprise_evaluation", "publication.enterprise_evaluation",
              "publication.indicator_score", "publication.current_enterprise_evaluation",
-             "publication.regulator_notifications")
+             "publication.regulator_notifications", "publication.supply_chain_summary",
+             "publication.unresolved_references")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,9 @@ def test_registry_mirrors_the_spec_table():
             rows[cells[0].strip("`")] = (role.group(1) if role else None, re.findall(r"`(\w+)`", cells[3]))
     for ch in channels.CHANNELS:
         for v in ch.views:
+            if v.beyond_spec:  # an addition the issues ask for, where the spec table is silent
+                assert f"{ch.name}.{v.name}" not in rows, f"{v.name} is in the spec now: drop beyond_spec"
+                continue
             role, columns = rows.pop(f"{ch.name}.{v.name}")
             assert role == ch.role, v.name
             if v.name != "evaluation_detail":  # "the gov_share columns plus each indicator's points"

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from test_supply_chain import D, D1, D2, loaded_warehouse, night, query
+from creditplus.publish import publish
+from creditplus.reevaluation import build_marts
+from test_supply_chain import D, D1, D2, loaded_warehouse, query, read_as
 
 R1, R2, R3, R4, R5, NOBODY = ("91231100MA1RGHT016", "91231100MA1RGHT029", "91231100MA1RGHT03C", "91231100MA1RGHT04F",
                               "91231100MA1RGHT05J", "91231100MA1NB0DY12")
 NOTICES = ("select uscc, reason, old_grade, new_grade, old_score, new_score, evaluation_date"
            " from regulator.notifications")
+UNRESOLVED = "select resource, record_key, reference, {}, evaluation_date from {}"
 
 
 def evaluation(url: str) -> dict[str, tuple]:
@@ -25,12 +28,18 @@ def o7(url: str, uscc: str) -> int:
 
 @pytest.fixture(scope="module")
 def nights(make_database):
-    """Nights D, D+1, D+1 again and D+2; what the channels show after each."""
+    """Nights D, D+1, D+1 again and D+2; what the channels show after each, and the unresolved references
+    of the night's marts and of the credit office's view, before the publication and after it."""
     url = loaded_warehouse(make_database, "rights")
     after = {}
+    listed = UNRESOLVED.format("unresolved_reason", "credit_office.unresolved_references")
     for label, day in (("D", D), ("D+1", D1), ("D+1 rerun", D1), ("D+2", D2)):
-        night(url, day)
-        after[label] = {"evaluation": evaluation(url), "notices": sorted(query(url, NOTICES)), "R2 O7": o7(url, R2)}
+        build_marts(day, warehouse_url=url)
+        before = sorted(read_as(url, "credit_office", listed))
+        publish(day, warehouse_url=url, run_id=f"night-{day}")
+        after[label] = {"evaluation": evaluation(url), "notices": sorted(query(url, NOTICES)), "R2 O7": o7(url, R2),
+                        "built": sorted(query(url, UNRESOLVED.format("reason", "marts.fct_unresolved_references"))),
+                        "listed before": before, "listed": sorted(read_as(url, "credit_office", listed))}
     return url, after
 
 
@@ -71,11 +80,19 @@ def test_a_pending_self_report_changes_nothing(nights):
 
 def test_unknown_references_are_listed_for_the_credit_office_and_change_no_score(nights):
     url, after = nights
-    listed = query(url, "select resource, record_key, reference, reason from marts.fct_unresolved_references")
-    assert sorted(listed) == [
-        ("credit_repairs", "REP-X", "penalties/PEN-GONE", "target_not_found"),
-        ("objections", "OBJ-X", "penalties/PEN-NEVER", "target_not_found"),
-        ("self_reports", "SR-NOBODY", NOBODY, "unknown_enterprise"),
-        ("self_reports", "SR-R5", R5, "outside_population"),
+    assert after["D+2"]["listed"] == [
+        ("credit_repairs", "REP-X", "penalties/PEN-GONE", "target_not_found", D2),
+        ("objections", "OBJ-X", "penalties/PEN-NEVER", "target_not_found", D2),
+        ("self_reports", "SR-NOBODY", NOBODY, "unknown_enterprise", D2),
+        ("self_reports", "SR-R5", R5, "outside_population", D2),
     ]
     assert R5 not in after["D+1"]["evaluation"] and NOBODY not in after["D+1"]["evaluation"]
+
+
+def test_the_credit_office_sees_a_nights_unresolved_references_once_published_never_while_built(nights):
+    _, after = nights
+    assert after["D"]["listed before"] == [] and after["D+1"]["built"]  # D+1 brings the first ones
+    runs = list(after.values())
+    for previous, current in zip(runs, runs[1:]):
+        assert current["listed before"] == previous["listed"]  # the night built but not yet published: unseen
+    assert all(run["listed"] == run["built"] for run in runs)

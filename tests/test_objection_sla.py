@@ -1,17 +1,22 @@
 """fct_objection_sla / fct_overdue_objections built by dbt in a fresh database, checked against
-hand-worked deadlines (2026 schedule) and against creditplus.workdays on the same inputs."""
+hand-worked deadlines (2026 schedule) and against creditplus.workdays on the same inputs; the night's
+report warns of the published objections open past their deadline."""
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+from pathlib import Path
 
 import pytest
 from psycopg.rows import dict_row
 
-from creditplus import dbt_runner, warehouse, workdays
+from creditplus import dbt_runner, nightly, orchestration, warehouse, workdays
 from creditplus.config import CST
+from creditplus.publish import publish
 from creditplus.resources import resource
 from creditplus.workdays import CalendarWarning
+from test_publish import A, build_marts
 
 D = dt.date.fromisoformat
 SELECT = "+fct_objection_sla +fct_overdue_objections"
@@ -49,10 +54,9 @@ EXPECTED_2026_10_15 = {
 
 
 @pytest.fixture(scope="module")
-def built(make_database, tmp_path_factory):
-    """A fresh database with raw.objections loaded; build(D) runs dbt for D and returns the two marts."""
+def url(make_database) -> str:
+    """A fresh database with raw.objections loaded."""
     url = make_database("cp_objection_sla")
-    target = tmp_path_factory.mktemp("dbt-target")
     with warehouse.connect(url) as conn:
         conn.execute("create schema raw")
         conn.execute(warehouse.raw_table_ddl(resource("objections")))
@@ -64,6 +68,13 @@ def built(make_database, tmp_path_factory):
                     "target_record_id": f"P-{oid}", "submitted_at": submitted, "status": status,
                     "updated_at": updated, **({"resolved_at": resolved} if resolved else {})}))
                  for oid, updated, submitted, status, resolved in VERSIONS])
+    return url
+
+
+@pytest.fixture(scope="module")
+def built(url, tmp_path_factory):
+    """build(D) runs dbt for D and returns the two marts."""
+    target = tmp_path_factory.mktemp("dbt-target")
 
     def build(evaluation_date: str) -> tuple[dict[str, dict], list[dict]]:
         dbt_runner.build(evaluation_date, warehouse_url=url, select=SELECT, target_path=target)
@@ -110,3 +121,21 @@ def test_deadline_into_provisional_2027(built):
     assert {r["objection_id"]: r["deadline_confirmed"] for r in overdue} == {
         "A-before-national-day": True, "B-spec-open": True, "E-after-midnight-cst": True,
         "F-on-holiday": True, "G-on-makeup-saturday": True, "L-into-2027": False}
+
+
+def test_the_night_report_warns_of_published_objections_open_past_their_deadline(url, built, monkeypatch, caplog):
+    day = D("2026-10-15")
+    built(day.isoformat())
+    with warehouse.connect(url) as conn:
+        warehouse.setup(conn)
+        assert orchestration.summary(conn, day)["overdue_objections"] is None  # nothing published for the day
+    build_marts(url, day, {A: "A"})
+    publish(day, warehouse_url=url, run_id="night")
+    monkeypatch.setattr(orchestration, "warehouse_url", lambda: url)
+    with caplog.at_level(logging.INFO, logger=orchestration.__name__):
+        result = orchestration.report(None, {"evaluation_date": day.isoformat()})
+    late = "3 objections open past their deadline (第十四条): B-spec-open, E-after-midnight-cst, K-resolved-later"
+    assert result["overdue_objections"] == ["B-spec-open", "E-after-midnight-cst", "K-resolved-later"]
+    assert [r.getMessage() for r in caplog.records
+            if r.name == orchestration.__name__ and r.levelno == logging.WARNING] == [f"credit_nightly {day}: {late}"]
+    assert f"  WARNING: {late}" in nightly.format_summary(result, 1.0, url, Path("nightly.log")).splitlines()

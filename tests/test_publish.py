@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from creditplus import channels, warehouse
-from creditplus.publish import PublicationError, publish
+from creditplus.publish import PublicationError, publish, republish
 
 D1, D2, D3 = dt.date(2026, 11, 24), dt.date(2026, 11, 25), dt.date(2026, 11, 26)
 # uscc -> (name, legal representative, their resident ID number (raw only), region, industry, leading)
@@ -42,6 +42,9 @@ create table marts.fct_indicator_score (evaluation_date date, uscc text, model_v
     indicator_name text, indicator_name_en text, level1 text, points integer, max_points integer,
     under_objection boolean);
 """
+UNRESOLVED_DDL = ("create table marts.fct_unresolved_references (evaluation_date date, resource text,"
+                  " record_key text, reference text, reason text, detail text)")
+WITHHELD = "(withheld: looks like a resident ID number)"
 ENTERPRISE_VIEWS = ("gov_share.enterprise_evaluation", "finance.enterprise_grades", "association.enterprise_grades",
                     "public_query.credit_grades")
 
@@ -77,8 +80,20 @@ def archive_personal_data(url: str) -> None:
                          (f"DD-{uscc}", json.dumps({"subject_type": "person", "subject_id": id_no})))
 
 
+def unresolved_references(url: str, day: dt.date) -> None:
+    """marts.fct_unresolved_references for ``day``: an objection aimed at a record never received, and a
+    supply-chain link naming a resident ID number that passed as a uscc."""
+    with warehouse.connect(url) as conn:
+        if conn.execute("select to_regclass('marts.fct_unresolved_references')").fetchone()[0] is None:
+            conn.execute(UNRESOLVED_DDL)
+        conn.execute("insert into marts.fct_unresolved_references values (%s, 'objections', 'OBJ-X',"
+                     " 'penalties/PEN-NEVER', 'target_not_found', null), (%s, 'supply_chain_links', 'L-9', %s,"
+                     " 'unknown_enterprise', null)", (day, day, ENTERPRISES[A][2]))
+
+
 def published_warehouse(make_database) -> str:
-    """A set-up database where D1 then D2 were published, with dbt-like schemas and personal data upstream."""
+    """A set-up database where D1 then D2 were published, with dbt-like schemas and personal data upstream
+    (also in an unresolved reference)."""
     url = make_database("cp_publish")
     with warehouse.connect(url) as conn:
         warehouse.setup(conn)
@@ -87,6 +102,7 @@ def published_warehouse(make_database) -> str:
     archive_personal_data(url)
     for day in (D1, D2):
         build_marts(url, day)
+        unresolved_references(url, day)
         publish(day, warehouse_url=url, run_id=f"run-{day}")
     return url
 
@@ -269,3 +285,23 @@ def test_objection_deadlines_are_published_with_the_evaluation_and_replaced_by_t
     publish(D2, warehouse_url=url, run_id="run-2")
     assert query(url, "select objection_id, working_days_used, overdue from credit_office.objection_sla") == [
         ("OB-1", 9, True)]
+
+
+def test_unresolved_references_are_published_with_the_evaluation_and_kept_by_a_reevaluation(url):
+    listed = ("select resource, record_key, reference, unresolved_reason, evaluation_date"
+              " from credit_office.unresolved_references order by resource")
+    build_marts(url, D1)
+    unresolved_references(url, D1)
+    assert query(url, listed) == []  # not before the publication
+    publish(D1, warehouse_url=url, run_id="run-1")
+    night = [("objections", "OBJ-X", "penalties/PEN-NEVER", "target_not_found", D1),
+             ("supply_chain_links", "L-9", WITHHELD, "unknown_enterprise", D1)]
+    assert query(url, listed) == night
+    with warehouse.connect(url) as conn:
+        conn.execute("delete from marts.fct_unresolved_references")
+    republish([A], warehouse_url=url, run_id="re-1")
+    assert query(url, listed) == night
+    build_marts(url, D2)  # built, not yet published: D2 has no unresolved references
+    assert query(url, listed) == night
+    publish(D2, warehouse_url=url, run_id="run-2")
+    assert query(url, listed) == []

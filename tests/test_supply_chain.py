@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from creditplus import load, warehouse
 from creditplus.publish import publish
@@ -39,6 +40,13 @@ def query(url: str, statement: str, params=()) -> list[tuple]:
         return conn.execute(statement, params).fetchall()
 
 
+def read_as(url: str, role: str, statement: str, params=()) -> list[tuple]:
+    """What a member of the group ``role`` reads."""
+    with warehouse.connect(url) as conn:
+        conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+        return conn.execute(statement, params).fetchall()
+
+
 def warnings(url: str) -> list[tuple]:
     return sorted(query(url, "select partner_uscc, relation, warning_type, severity, detected_on"
                              " from supply_chain.risk_warnings"))
@@ -46,16 +54,20 @@ def warnings(url: str) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def nights(make_database):
-    """Nights D, D+1, D+1 again (rerun) and D+2, with the warnings and grades after each."""
+    """Nights D, D+1, D+1 again (rerun) and D+2, with the warnings, grades and summary (as 工信局 reads it,
+    the last column saying whether it is of the current publication) after each."""
     url = loaded_warehouse(make_database, "supply_chain")
     after = {}
     for label, day in (("D", D), ("D+1", D1), ("D+1 rerun", D1), ("D+2", D2)):
         publication_id = night(url, day)
         after[label] = {"warnings": warnings(url),
                         "grades": dict(query(url, "select uscc, grade from gov_share.enterprise_evaluation")),
-                        "summary": query(url, "select leading_uscc, evaluation_date, partners, share_weighted_score,"
-                                              " high_risk_partners, new_warnings"
-                                              " from publication.current_supply_chain_summary"),
+                        "summary": read_as(url, "supply_chain_reader",
+                                           "select leading_uscc, evaluation_date, partners, share_weighted_score,"
+                                           " high_risk_partners, new_warnings, published_at = %s"
+                                           " from supply_chain.partner_summary",
+                                           query(url, "select published_at from audit.publications"
+                                                      " where publication_id = %s", (publication_id,))[0]),
                         "publication_id": publication_id}
     return url, after
 
@@ -65,7 +77,7 @@ def test_first_night_warns_of_nothing_outside_valid_links(nights):
     # every partner is sound on D; P6 is on the serious dishonesty list, but its link ended before D
     assert after["D"]["grades"] == {LEAD: "A", P1: "A", P2: "A", P3: "A", P4: "A", P5: "A", P6: "E"}
     assert after["D"]["warnings"] == []
-    assert after["D"]["summary"] == [(LEAD, D, 5, Decimal("920.0"), 0, 0)]
+    assert after["D"]["summary"] == [(LEAD, D, 5, Decimal("920.0"), 0, 0, True)]
 
 
 def test_every_warning_type_fires_on_the_night_its_risk_appears(nights):
@@ -95,13 +107,15 @@ def test_summary_per_leading_enterprise(nights):
     # graded partners weighted by share: P1 780 x 40, P2 920 x 10, P3 820 x 3, P5 820 x 20 (P4 is not graded)
     weighted = Decimal((780 * 40 + 920 * 10 + 820 * 3 + 820 * 20) / 73).quantize(Decimal("0.1"))
     # high risk: P2 (E), P4 (deregistered), P5 (D); eight warnings detected on D+1, none on D+2
-    assert after["D+1"]["summary"] == [(LEAD, D1, 5, weighted, 3, 8)]
+    assert after["D+1"]["summary"] == [(LEAD, D1, 5, weighted, 3, 8, True)]
     assert after["D+1 rerun"]["summary"] == after["D+1"]["summary"]
-    assert after["D+2"]["summary"] == [(LEAD, D2, 5, weighted, 3, 0)]
+    assert after["D+2"]["summary"] == [(LEAD, D2, 5, weighted, 3, 0, True)]
 
 
 def test_a_link_to_an_unknown_enterprise_is_listed_for_the_credit_office(nights):
     url, _ = nights
-    assert query(url, "select resource, record_key, reference, reason from marts.fct_unresolved_references") == [
-        ("supply_chain_links", "L-7", UNKNOWN, "unknown_enterprise")]
+    listed = [("supply_chain_links", "L-7", UNKNOWN, "unknown_enterprise")]
+    assert query(url, "select resource, record_key, reference, reason from marts.fct_unresolved_references") == listed
+    assert read_as(url, "credit_office", "select resource, record_key, reference, unresolved_reason"
+                                         " from credit_office.unresolved_references") == listed
     assert query(url, "select count(*) from supply_chain.risk_warnings where partner_uscc = %s", (UNKNOWN,)) == [(0,)]

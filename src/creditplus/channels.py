@@ -61,7 +61,15 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "warning_type": ("text", "预警类型", "kind of warning"),
     "severity": ("text", "严重程度", "severity of the warning"),
     "detected_on": ("date", "发现日期", "date the risk was detected"),
-    "detail": ("text", "预警详情", "details of the warning"),
+    "detail": ("text", "详情：预警详情，或无法解析的说明", "details: of the warning, or of why the reference is unresolved"),
+    "partners": ("integer", "评价日有效的供应链伙伴数", "partners linked on the evaluation date"),
+    "share_weighted_score": ("numeric(6,1)", "已评价伙伴总分按占比加权的平均分（均无占比时为简单平均；无已评价伙伴为空）",
+                             "partners' total scores averaged weighted by share (a plain average when no share "
+                             "is known; null when no partner is graded)"),
+    "high_risk_partners": ("integer", "高风险伙伴数：等级为 D、E，或当日有严重风险信号（失信、吊销注销等）",
+                           "partners graded D or E, or with a serious signal on the date (dishonesty lists, "
+                           "deregistration)"),
+    "new_warnings": ("integer", "评价日新增的预警数", "warnings first raised on the evaluation date"),
     "objection_id": ("text", "异议编号", "objection id"),
     "submitted_at": ("timestamp with time zone", "异议提交时间", "when the objection was submitted"),
     "due_on": ("date", "办理期限：提交日之后第 7 个法定工作日（第十四条）",
@@ -72,6 +80,17 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "working_days_used": ("integer", "提交后至办结日（未办结至今日）的工作日数",
                           "working days after submission up to resolution (or today while open)"),
     "overdue": ("boolean", "是否超期", "resolved after due_on, or still open after it"),
+    "resource": ("text", "记录类别：objections、credit_repairs、self_reports、supply_chain_links",
+                 "kind of record: objections, credit_repairs, self_reports, supply_chain_links"),
+    "record_key": ("text", "记录编号（异议、信用修复、自主申报或供应链关系的编号）",
+                   "the record's id (objection_id, repair_id, report_id or link_id)"),
+    "reference": ("text", "无法解析的引用：统一社会信用代码，或目标记录（类别/编号）；形似身份证号的值不予显示",
+                  "what cannot be resolved: a uscc, or the targeted record as resource/record_id; a value "
+                  "that looks like a resident ID number is withheld"),
+    "unresolved_reason": ("text", "原因：unknown_enterprise（未知企业）、target_not_found（目标记录不存在）、"
+                          "target_not_negative（目标不是失信或负面记录）、outside_population（企业不在当日评价范围）",
+                          "why: unknown_enterprise, target_not_found, target_not_negative (the target is not a "
+                          "negative record), outside_population (the enterprise is not graded on the date)"),
 }
 
 EVALUATION = ("uscc", "enterprise_name", "region_code", "industry_code", "is_leading", "evaluation_date",
@@ -86,6 +105,7 @@ class View:
     name: str
     rows: str  # which rows the reader sees
     columns: tuple[str, ...]
+    beyond_spec: str | None = None  # why a view the spec table does not list exists (it lists all others)
 
 
 @dataclass(frozen=True)
@@ -132,11 +152,20 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("supply_chain", "supply_chain_reader", "工信局 and the leading enterprises", (
         View("risk_warnings", "one per warning",
              ("leading_uscc", "partner_uscc", "relation", "warning_type", "severity", "detected_on", "detail")),
+        View("partner_summary", "one per leading enterprise",
+             ("leading_uscc", "partners", "share_weighted_score", "high_risk_partners", "new_warnings",
+              "evaluation_date", "published_at"),
+             beyond_spec="the per-leading-enterprise summary of supply-chain monitoring for 工信局 (评价细则 第一条)"),
     )),
     Channel("credit_office", "credit_office", "市信用办 the municipal credit office", (
         View("objection_sla", "one per objection",
              ("objection_id", "uscc", "submitted_at", "due_on", "status", "resolved_at", "working_days_used",
               "overdue")),
+        View("unresolved_references", "one per record of the night naming an enterprise or a record the warehouse "
+                                      "does not know, or a self-report of an enterprise outside the population",
+             ("resource", "record_key", "reference", "unresolved_reason", "detail", "evaluation_date",
+              "published_at"),
+             beyond_spec="decisions and links that change no score because their target is unknown, listed for the credit office (第十四条–第十六条)"),
     )),
 )
 
@@ -179,7 +208,8 @@ def data_dictionary() -> str:
         lines += [f"## `{ch.name}` — {ch.reader}", "", f"Group role: `{ch.role}` (NOLOGIN; "
                   f"`creditplus access grant --channel {ch.name} --user NAME` adds a login user).", ""]
         for view in ch.views:
-            lines += [f"### `{ch.name}.{view.name}`", "", f"Rows: {view.rows}.", "",
+            added = [f"Added beyond the channels specification: {view.beyond_spec}.", ""] if view.beyond_spec else []
+            lines += [f"### `{ch.name}.{view.name}`", "", f"Rows: {view.rows}.", "", *added,
                       "| # | column | type | 说明 | description |", "|---|---|---|---|---|"]
             lines += [f"| {i} | `{col}` | {COLUMNS[col][0]} | {COLUMNS[col][1]} | {COLUMNS[col][2]} |"
                       for i, col in enumerate(view.columns, 1)]

@@ -158,6 +158,8 @@ def format_summary(summary: dict, elapsed: float, warehouse_url: str, log_file: 
     if grades:
         lines.append(f"  graded {sum(grades.values())} enterprises: "
                      + ", ".join(f"{g} {n}" for g, n in grades.items()))
+    if overdue := summary["overdue_objections"]:
+        lines.append(f"  WARNING: {len(overdue)} objections open past their deadline (第十四条): {', '.join(overdue)}")
     lines += [f"  warehouse: {warehouse._redact(warehouse_url)}  (psql \"{warehouse._redact(warehouse_url)}\")",
               "    select * from marts.fct_enterprise_evaluation; select * from audit.load_runs; "
               "select * from audit.quarantine;",

@@ -23,7 +23,7 @@ DAG_DEFAULT_ARGS = {
     "max_retry_delay": dt.timedelta(minutes=10),
 }
 DBT_GROUP_ID = "dbt"
-# The run's evaluation date as a template, for operators that take templated fields (dbt vars).
+# The run's evaluation date as a template, for operators that take templated fields (dbt's env).
 EVALUATION_DATE_TEMPLATE = "{{ evaluation_date(logical_date, params) }}"
 
 
@@ -104,11 +104,15 @@ def report(logical_date: dt.datetime | None, params: dict | None) -> dict:
     with warehouse.connect(warehouse_url()) as conn:
         result = summary(conn, day)
     log.info("credit_nightly %s: %s", day, result)
+    if result["overdue_objections"]:
+        log.warning("credit_nightly %s: %d objections open past their deadline (第十四条): %s", day,
+                    len(result["overdue_objections"]), ", ".join(result["overdue_objections"]))
     return result
 
 
 def summary(conn, day: dt.date) -> dict:
-    """What a night did: latest load attempt per resource, and grade counts when the mart exists."""
+    """What a night did: latest load attempt per resource, grade counts when the mart exists, and the ids
+    of the objections open past their due_on when ``day`` is the current publication (else None)."""
     loads = conn.execute(
         "select resource, status, fetched, archived, duplicates, quarantined"
         " from audit.latest_load_runs where evaluation_date = %s order by resource",
@@ -119,6 +123,7 @@ def summary(conn, day: dt.date) -> dict:
         "loads": {r[0]: {"status": r[1], "fetched": r[2], "archived": r[3], "duplicates": r[4],
                          "quarantined": r[5]} for r in loads},
         "grades": None,
+        "overdue_objections": None,
     }
     if conn.execute("select to_regclass('marts.fct_enterprise_evaluation')").fetchone()[0]:
         rows = conn.execute(
@@ -126,6 +131,10 @@ def summary(conn, day: dt.date) -> dict:
             " where evaluation_date = %s group by grade order by grade", (day,)
         ).fetchall()
         result["grades"] = {grade: count for grade, count in rows}
+    if conn.execute("select 1 from audit.publications where is_current and evaluation_date = %s", (day,)).fetchone():
+        result["overdue_objections"] = [oid for (oid,) in conn.execute(
+            "select objection_id from publication.objection_sla"
+            " where overdue and status in ('submitted', 'processing') order by objection_id")]
     return result
 
 
@@ -143,6 +152,7 @@ def dbt_env_templates() -> dict[str, str]:
         "CREDITPLUS_PGUSER": f"{{{{ {conn}.login or 'postgres' }}}}",
         "CREDITPLUS_PGPASSWORD": f"{{{{ {conn}.password or '' }}}}",
         "CREDITPLUS_PGDATABASE": f"{{{{ {conn}.schema }}}}",
+        "CREDITPLUS_EVALUATION_DATE": EVALUATION_DATE_TEMPLATE,  # not a var: dbt's partial parse stays valid
         "DO_NOT_TRACK": "1",
     }
 
@@ -180,8 +190,5 @@ def dbt_task_group_args() -> dict:
             should_detach_multiple_parents_tests=True,  # a test of several nodes runs after all of them
             emit_datasets=False,
         ),
-        "operator_args": {
-            "env": dbt_env_templates(),
-            "vars": {"evaluation_date": EVALUATION_DATE_TEMPLATE},
-        },
+        "operator_args": {"env": dbt_env_templates()},
     }

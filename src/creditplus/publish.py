@@ -7,13 +7,15 @@ switch of ``audit.publications.is_current`` happen in one transaction, so a read
 previous publication until the commit and the new one, whole, after it. Publications are
 never changed or deleted: together they are the history of what was published when.
 
-In the same transaction a publication records what it changed (sql/setup/070_monitoring.sql):
-``regulator.notifications`` for decisions (marts.fct_rights_decisions) not seen before whose
-enterprise's grade or score differs from the previously current publication, new
+In the same transaction a publication records what it changed (tables of sql/setup/060_channels.sql
+and 070_monitoring.sql): ``regulator.notifications`` for decisions (marts.fct_rights_decisions) not
+seen before whose enterprise's grade or score differs from the previously current publication, new
 ``supply_chain.risk_warnings`` (marts.fct_supply_chain_signals, and grade falls of a partner against
-the previous publication) and the per-leading-enterprise ``publication.supply_chain_summary``.
-``credit_office.objection_sla`` is replaced by the date's ``marts.fct_objection_sla``.
-``republish`` replaces just some enterprises' rows of the current publication (re-evaluation).
+the previous publication) and the per-leading-enterprise ``supply_chain.partner_summary``.
+``credit_office.objection_sla`` is replaced by the date's ``marts.fct_objection_sla``, and the
+publication keeps the night's ``marts.fct_unresolved_references`` for ``credit_office.unresolved_references``.
+``republish`` replaces just some enterprises' rows of the current publication (re-evaluation) and keeps
+its unresolved references.
 """
 from __future__ import annotations
 
@@ -230,11 +232,28 @@ select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_da
   from marts.fct_objection_sla where evaluation_date = %(d)s
 """)
 
+# The night's unresolved references for the credit office (a re-evaluation keeps the current publication's).
+# A uscc field is checked at load by its GB 32100 check character only, which one resident ID number in 31
+# passes: a reference that looks like one (region, birth date, sequence, check) is withheld.
+UNRESOLVED = r"""
+insert into publication.unresolved_references
+       (publication_id, evaluation_date, resource, record_key, reference, reason, detail)
+select %(p)s, evaluation_date, resource, record_key,
+       case when reference ~ '[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dXx]'
+            then '(withheld: looks like a resident ID number)' else reference end,
+       reason, detail
+  from marts.fct_unresolved_references where evaluation_date = %(d)s and %(usccs)s::text[] is null
+union all
+select %(p)s, evaluation_date, resource, record_key, reference, reason, detail
+  from publication.unresolved_references where publication_id = %(c)s and %(usccs)s::text[] is not null
+"""
+
 # statements -> the marts they read
 MONITORING = {(NOTICES,): ("fct_rights_decisions",),
               OBJECTION_SLA: ("fct_objection_sla",),
               (WARNINGS,): ("fct_supply_chain_links", "fct_supply_chain_signals"),
-              (SUMMARY,): ("fct_supply_chain_links", "fct_supply_chain_signals")}
+              (SUMMARY,): ("fct_supply_chain_links", "fct_supply_chain_signals"),
+              (UNRESOLVED,): ("fct_unresolved_references",)}
 
 
 def _monitor(conn: psycopg.Connection, publication_id: int, previous_id: int | None, evaluation_date: dt.date,

@@ -29,6 +29,42 @@ select i.publication_id, i.evaluation_date, i.uscc, i.model_version, i.indicator
   from publication.current_publication c
   join publication.indicator_score i on i.publication_id = c.publication_id;
 
+-- Lists creditplus.publish writes per publication beside the evaluation: the summary per leading enterprise
+-- for 工信局 (评价细则 第一条), and the night's references the warehouse cannot resolve
+-- (marts.fct_unresolved_references) for the credit office.
+create table if not exists publication.supply_chain_summary (
+    publication_id bigint not null references audit.publications,
+    evaluation_date date not null,
+    leading_uscc text not null,
+    partners integer not null,
+    share_weighted_score numeric(6, 1),
+    high_risk_partners integer not null,
+    new_warnings integer not null,
+    primary key (publication_id, leading_uscc)
+);
+create table if not exists publication.unresolved_references (
+    publication_id bigint not null references audit.publications,
+    evaluation_date date not null,
+    resource text not null,
+    record_key text not null,
+    reference text,
+    reason text not null,
+    detail text
+);
+create index if not exists unresolved_references_by_publication
+    on publication.unresolved_references (publication_id);
+
+create or replace view publication.current_supply_chain_summary as
+select s.leading_uscc, s.evaluation_date, s.partners, s.share_weighted_score, s.high_risk_partners, s.new_warnings,
+       c.published_at
+  from publication.current_publication c
+  join publication.supply_chain_summary s on s.publication_id = c.publication_id;
+
+create or replace view publication.current_unresolved_references as
+select u.evaluation_date, u.resource, u.record_key, u.reference, u.reason, u.detail, c.published_at
+  from publication.current_publication c
+  join publication.unresolved_references u on u.publication_id = c.publication_id;
+
 create or replace view gov_share.enterprise_evaluation with (security_barrier) as
 select uscc, enterprise_name, region_code, industry_code, is_leading, evaluation_date, model_version,
        total_score, grade, computed_grade, cap_reason, basic_score, operations_score, social_score,
@@ -65,9 +101,17 @@ create or replace view supply_chain.risk_warnings with (security_barrier) as
 select leading_uscc, partner_uscc, relation, warning_type, severity, detected_on, detail
   from publication.supply_chain_risk_warnings;
 
+create or replace view supply_chain.partner_summary with (security_barrier) as
+select leading_uscc, partners, share_weighted_score, high_risk_partners, new_warnings, evaluation_date, published_at
+  from publication.current_supply_chain_summary;
+
 create or replace view credit_office.objection_sla with (security_barrier) as
 select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue
   from publication.objection_sla;
+
+create or replace view credit_office.unresolved_references with (security_barrier) as
+select resource, record_key, reference, reason as unresolved_reason, detail, evaluation_date, published_at
+  from publication.current_unresolved_references;
 
 -- 第十四条: the enterprise sees its own detail only, one row per indicator. The view is owned by
 -- creditplus_portal_owner (no BYPASSRLS, ownership given below) and reads the publication tables directly,

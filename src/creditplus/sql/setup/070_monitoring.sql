@@ -44,19 +44,3 @@ alter table publication.supply_chain_risk_warnings
     add column if not exists publication_id bigint references audit.publications;
 create unique index if not exists supply_chain_risk_warnings_once
     on publication.supply_chain_risk_warnings (leading_uscc, partner_uscc, relation, warning_type, warning_key);
-
--- Per leading enterprise and publication, for 工信局 (评价细则 第一条).
-create table if not exists publication.supply_chain_summary (
-    publication_id bigint not null references audit.publications,
-    evaluation_date date not null,
-    leading_uscc text not null,
-    partners integer not null,
-    share_weighted_score numeric(6, 1),
-    high_risk_partners integer not null,
-    new_warnings integer not null,
-    primary key (publication_id, leading_uscc)
-);
-create or replace view publication.current_supply_chain_summary as
-select s.leading_uscc, s.evaluation_date, s.partners, s.share_weighted_score, s.high_risk_partners, s.new_warnings
-  from publication.current_publication c
-  join publication.supply_chain_summary s on s.publication_id = c.publication_id;
