@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print their figures").add_subparsers(dest="bench_command", required=True)
     p = _command(bench, "extract", "creditplus.bench.extract:main", "extract-and-load throughput against its floors")
     p.add_argument("--enterprises", type=int, default=100_000)
-    p = _command(bench, "score", "creditplus.bench.score:main", "dbt build time against the decode floor")
+    p = _command(bench, "score", "creditplus.bench.score:main", "dbt build time against the decode floor, quality gates against the build")
     p.add_argument("--enterprises", type=int, default=100_000)
 
     model = sub.add_parser("model", help="scoring model versions").add_subparsers(dest="model_command", required=True)

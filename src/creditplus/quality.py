@@ -19,6 +19,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,8 +126,8 @@ def _gate(gate: str, evaluation_date, warehouse_url, run_id: str, overrides) -> 
         published = conn.execute("select to_regclass('publication.enterprise_evaluation') is not null"
                                  " and to_regclass('audit.publications') is not null").fetchone()[0]
         suites = suites_module.build(gate, thresholds, published=published)
-        measured = {s.name: _measure(conn, s, day, run_id) for s in suites}
         queries = {s.name: _metrics_query(s, run_id).as_string(conn) for s in suites}
+    measured = _measure_all(target, suites, day, run_id)
     measured_at = time.perf_counter()
     results, docs = _validate(target, gate, suites, queries, run_id)
     outcomes = tuple(_outcome(suite, r, measured[suite]) for suite, r in results)
@@ -161,10 +162,8 @@ def _suites_module():
     return sys.modules[name]
 
 
-def _measure(conn, suite, day: dt.date, run_id: str) -> dict[str, dict]:
+def _measure(conn, suite, day: dt.date, run_id: str, load_ids: list[str]) -> dict[str, dict]:
     """Run the suite's measurement once; keep its rows in ``audit.quality_metrics``; return them."""
-    load_ids = conn.execute("select coalesce(array_agg(load_id), '{}') from audit.load_runs where evaluation_date = %s",
-                            (day,)).fetchone()[0]
     params = {**suite.params, "evaluation_date": day, "evaluation_date_text": day.isoformat(), "night_load_ids": load_ids}
     with conn.transaction():
         conn.execute(f"set local work_mem = '{MEASURE_WORK_MEM}'")  # hash aggregates over a night in memory
@@ -172,13 +171,29 @@ def _measure(conn, suite, day: dt.date, run_id: str) -> dict[str, dict]:
         # Freshly built marts have no statistics yet: a misestimated nested loop over two CTEs of
         # 100,000 rows runs for hours; every measurement reads whole sets, so hash joins it is.
         conn.execute("set local enable_nestloop = off")
+        # A plain SELECT may run in parallel workers; an INSERT ... SELECT never does.
+        rows = conn.execute(sql.SQL("select m.subject, to_jsonb(m) - 'subject' from ({}) m").format(suite.measure),
+                            params).fetchall()
         conn.execute("delete from audit.quality_metrics where run_id = %s and suite = %s", (run_id, suite.name))
-        rows = conn.execute(sql.SQL(
-            "insert into audit.quality_metrics (run_id, evaluation_date, suite, subject, metrics)"
-            " select %(run_id)s, %(evaluation_date)s, %(suite)s, m.subject, to_jsonb(m) - 'subject' from ({}) m"
-            " returning subject, metrics").format(suite.measure),
-            {**params, "run_id": run_id, "suite": suite.name}).fetchall()
+        with conn.cursor() as cur:
+            cur.executemany("insert into audit.quality_metrics (run_id, evaluation_date, suite, subject, metrics)"
+                            " values (%s, %s, %s, %s, %s)",
+                            [(run_id, day, suite.name, subject, Jsonb(metrics)) for subject, metrics in rows])
     return dict(rows)
+
+
+def _measure_all(target: str, suites, day: dt.date, run_id: str) -> dict[str, dict]:
+    """Each suite measured on its own connection, at the same time (PostgreSQL has a core for each)."""
+    with warehouse.connect(target) as conn:
+        load_ids = conn.execute("select coalesce(array_agg(load_id), '{}') from audit.load_runs"
+                                " where evaluation_date = %s", (day,)).fetchone()[0]
+
+    def measure(suite) -> dict[str, dict]:
+        with warehouse.connect(target) as conn:
+            return _measure(conn, suite, day, run_id, load_ids)
+
+    with ThreadPoolExecutor(max_workers=len(suites)) as pool:
+        return dict(zip((s.name for s in suites), pool.map(measure, suites)))
 
 
 def _metrics_query(suite, run_id: str) -> sql.Composed:
