@@ -72,3 +72,25 @@ def test_a_bad_code_fails_the_trigger_and_touches_nothing(dag, code, message):
     assert {ti.task_id: ti.state for ti in run.get_task_instances()}["validate"] == "failed"
     assert state(url) == before
 
+
+
+def test_codes_come_from_the_param_and_every_triggering_asset_event(airflow_home):
+    """An asset-triggered run reads ``usccs`` from each event's extra (Airflow's own accessor and event types)."""
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    from creditplus.reevaluation import RIGHTS_DECISIONS_ASSET, requested_usccs
+
+    def event(extra: dict) -> AssetEventDagRunReferenceResult:
+        return AssetEventDagRunReferenceResult(
+            asset={"name": RIGHTS_DECISIONS_ASSET, "uri": RIGHTS_DECISIONS_ASSET, "extra": {}}, extra=extra,
+            source_task_id=None, source_dag_id=None, source_run_id=None, source_map_index=None, source_aliases=[],
+            timestamp="2026-11-27T10:00:00+08:00")
+
+    events = TriggeringAssetEventsAccessor.build(
+        [event({"usccs": [R2, "91231100MA1RGHT06M"]}), event({"usccs": f"{R2}, 91231100MA1RGHT02X"}), event({})])
+    assert list(events) == [Asset(RIGHTS_DECISIONS_ASSET)]
+    assert requested_usccs({"usccs": []}, events) == sorted({R2, "91231100MA1RGHT06M", "91231100MA1RGHT02X"})
+    assert requested_usccs({"usccs": "A1, B2 C3"}, None) == ["A1", "B2", "C3"]
+    assert requested_usccs({"usccs": []}, TriggeringAssetEventsAccessor.build([])) == []

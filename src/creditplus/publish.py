@@ -64,6 +64,12 @@ def republish(usccs: Collection[str], *, warehouse_url: str | None = None, run_i
         if previous is None:
             raise PublicationError("nothing is published yet; run the nightly evaluation first")
         current_id, evaluation_date = previous
+        # A nightly build may have replaced the marts with the next date since the re-evaluation's gate:
+        # its enterprises would then look gone. Refuse rather than drop them.
+        if not conn.execute("select exists (select 1 from marts.fct_enterprise_evaluation where evaluation_date = %s)",
+                            (evaluation_date,)).fetchone()[0]:
+            raise PublicationError(f"the marts no longer hold {evaluation_date} (a nightly build replaced them): "
+                                   "nothing republished; trigger the re-evaluation again")
         publication_id = _new_publication(conn, evaluation_date, run_id, published_by)
         counts = {table: _copy(conn, table, publication_id, evaluation_date, usccs)
                   + _carry(conn, table, publication_id, current_id, usccs) for table in SOURCES}
