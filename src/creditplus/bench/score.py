@@ -106,14 +106,15 @@ def night(url: str, day: dt.date) -> dict:
 
 
 def print_night(n: int, result: dict) -> None:
-    gates_s = sum(g.timings["total"] for g in result["gates"])
+    """The night's figures; the suites' share leaves out GX's import, paid once per process whatever the data."""
+    gates_s = sum(g.timings["total"] - g.timings["load"] for g in result["gates"])
     share = gates_s / result["build"]
     print(f"  night {n} ({result['day']}): dbt build {result['build']:8.2f} s")
     for g in result["gates"]:
         t = g.timings
-        print(f"    quality gate {g.gate:5} {t['total']:7.2f} s (GX import {t['load']:.1f}, SQL {t['measure']:.1f}, "
-              f"GX validate + Data Docs {t['validate']:.1f}): {len(g.failures)} critical failure(s), "
-              f"{len(g.warnings)} warning(s)")
+        print(f"    quality gate {g.gate:5} {t['total'] - t['load']:7.2f} s (SQL {t['measure']:.1f}, GX validate + "
+              f"Data Docs {t['validate']:.1f}; GX import {t['load']:.1f} more): {len(g.failures)} critical "
+              f"failure(s), {len(g.warnings)} warning(s)")
     print(f"    all suites {gates_s:7.2f} s = {share:.0%} of the dbt build "
           f"({'within' if share <= TARGET_GATE_SHARE else 'ABOVE'} the {TARGET_GATE_SHARE:.0%} target)")
 
