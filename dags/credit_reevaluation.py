@@ -6,7 +6,8 @@ credit repair or a confirmed self-report reaches the warehouse: triggered with t
 an update of the rights-decisions asset whose event extra carries `usccs`.
 
 `validate` (every code well-formed and known; the current publication's evaluation date) → `rescore`
-(dbt build of what publication reads, for that date) → `gate` (the marts quality gate) → `republish`
+(dbt build of what publication reads, for that date, into the schemas `*_reevaluation`, apart from the
+nightly's) → `gate` (the marts quality gate) → `republish`
 (one transaction: a new current publication with just these enterprises' rows replaced, notices to
 regulators and supply-chain warnings). A bad code fails `validate` and nothing else runs.
 
@@ -50,13 +51,15 @@ def credit_reevaluation():
     def gate(target: dict, run_id=None) -> None:
         from creditplus import quality
 
-        quality.check_marts(target["evaluation_date"], warehouse_url=orchestration.warehouse_url(), run_id=run_id)
+        quality.check_marts(target["evaluation_date"], warehouse_url=orchestration.warehouse_url(), run_id=run_id,
+                            schema_suffix=reevaluation.SCHEMA_SUFFIX)
 
     @task
     def republish(target: dict, run_id=None) -> int:
         from creditplus import publish
 
-        return publish.republish(target["usccs"], warehouse_url=orchestration.warehouse_url(), run_id=run_id)
+        return publish.republish(target["usccs"], warehouse_url=orchestration.warehouse_url(), run_id=run_id,
+                                 marts_schema="marts" + reevaluation.SCHEMA_SUFFIX)
 
     target = validate()
     rescore(target) >> gate(target) >> republish(target)

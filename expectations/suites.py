@@ -73,7 +73,8 @@ def _enterprise_refs(res: R.Resource) -> list[tuple[R.Field, sql.Composable]]:
 FEED_METRICS = {
     "fetched": "bigint", "quarantined": "bigint", "history_nights": "bigint", "median_fetched": "float8",
     "volume_ratio": "float8", "quarantine_rate": "float8", "versions": "bigint", "duplicate_versions": "bigint",
-    "invalid_uscc": "bigint", "invalid_amounts": "bigint", "future_dates": "bigint", "early_dates": "bigint",
+    "invalid_uscc": "bigint", "invalid_amounts": "bigint", "implausible_amounts": "bigint", "future_dates": "bigint",
+    "early_dates": "bigint",
 }
 
 
@@ -93,7 +94,7 @@ def _value(res: R.Resource, f: R.Field) -> sql.Composable:
 def _raw_checks(res: R.Resource, t: dict) -> sql.Composable:
     """Counts over ``res``'s versions of night D: versions, duplicated versions, distinct malformed credit
     codes naming an enterprise, bad amounts, dates out of range (ISO text compares like the date)."""
-    amounts, future, early, codes = [], [], [], []
+    amounts, implausible, future, early, codes = [], [], [], [], []
     for f in res.fields:
         value = _value(res, f)
         if f.kind in (R.USCC, R.SUBJECT_ID):
@@ -102,8 +103,11 @@ def _raw_checks(res: R.Resource, t: dict) -> sql.Composable:
             enterprise = sql.SQL(" and record ->> 'subject_type' = 'enterprise'" if f.kind == R.SUBJECT_ID else "")
             codes.append(sql.SQL("(select count(*) from (select distinct {} as code from {}{} offset 0) d"
                                  " where not audit.uscc_is_valid(code))").format(value, _night(res), enterprise))
-        elif f.kind == R.MONEY:
-            amounts.append(sql.SQL("{} !~ {}").format(value, sql.Literal(r"^[0-9]+(\.[0-9]+)?$")))
+        elif f.kind in (R.MONEY, R.SIGNED_MONEY):  # a number (signed: a profit may be a loss), and plausible
+            number = sql.Literal(r"^%s[0-9]+(\.[0-9]+)?$" % ("-?" if f.kind == R.SIGNED_MONEY else ""))
+            amounts.append(sql.SQL("{} !~ {}").format(value, number))
+            implausible.append(sql.SQL("case when {0} ~ {1} then abs({0}::numeric) > %(max_amount)s end"
+                                       ).format(value, number))
         elif f.kind == R.COUNT:
             amounts.append(sql.SQL("{} !~ '^[0-9]+$'").format(value))
         elif f.kind == R.DATE:
@@ -127,11 +131,12 @@ def _raw_checks(res: R.Resource, t: dict) -> sql.Composable:
     return sql.SQL(
         "select {name} as resource, count(*) as versions, {duplicates} as duplicate_versions,"
         " {codes} as invalid_uscc, count(*) filter (where {amounts}) as invalid_amounts,"
+        " count(*) filter (where {implausible}) as implausible_amounts,"
         " count(*) filter (where {future}) as future_dates, count(*) filter (where {early}) as early_dates"
         " from {night}"
     ).format(name=sql.Literal(res.name), duplicates=duplicates, night=_night(res),
              codes=sql.SQL(" + ").join(codes) if codes else sql.SQL("0"),
-             amounts=_any(amounts),
+             amounts=_any(amounts), implausible=_any(implausible),
              future=_any(future), early=_any(early))
 
 
@@ -158,7 +163,7 @@ select resource as subject, fetched, quarantined, history_nights, median_fetched
        case when history_nights >= %(min_history_nights)s and median_fetched >= %(min_median)s
             then coalesce(fetched, 0) / median_fetched end as volume_ratio,
        case when fetched >= %(min_fetched)s then quarantined::numeric / fetched end as quarantine_rate,
-       versions, duplicate_versions, invalid_uscc, invalid_amounts, future_dates, early_dates
+       versions, duplicate_versions, invalid_uscc, invalid_amounts, implausible_amounts, future_dates, early_dates
 from (values {resources}) as registry (resource)
 left join tonight using (resource) left join history using (resource) left join raw_checks using (resource)
 """).format(raw_checks=sql.SQL(" union all ").join(_raw_checks(res, t) for res in R.RESOURCES),
@@ -178,7 +183,9 @@ left join tonight using (resource) left join history using (resource) left join 
         _none("uscc_check_character", "invalid_uscc", CRITICAL, "distinct credit codes naming an enterprise in D's "
               "raw versions with a wrong format or check character"),
         _none("amounts_not_negative", "invalid_amounts", CRITICAL, "raw money amounts and counts of D that are "
-              "not non-negative numbers"),
+              "not non-negative numbers (a profit: not a number)"),
+        _none("amounts_plausible", "implausible_amounts", WARNING, "raw money amounts of D whose size exceeds "
+              "thresholds' max_amount (a unit or digit error)"),
         _none("event_dates_not_future", "future_dates", WARNING, "raw dates of D after D (periods' ends excepted)"),
         _none("dates_not_too_early", "early_dates", WARNING, "raw dates of D before thresholds' earliest_date"),
     )
@@ -190,17 +197,15 @@ STAGING_METRICS = {"staged_rows": "bigint", "enum_violations": "bigint", "unknow
                    "invalid_amounts": "bigint"}
 
 
-def _staging_checks(res: R.Resource) -> sql.Composable:
+def _staging_checks(res: R.Resource, schema: sql.Identifier) -> sql.Composable:
     enums, refs, amounts = [], [], []
     for f in res.fields:
         col = sql.Identifier(f.name)
         if f.values:
             bad = sql.SQL("{} not in ({})").format(col, _literals(f.values))
             enums.append(sql.SQL("({} is null or {})").format(col, bad) if f.required else bad)
-        if f.kind == R.MONEY:
+        if f.kind in (R.MONEY, R.COUNT):  # counts are whole by their staging type (integer): a fraction fails the cast
             amounts.append(sql.SQL("{} < 0").format(col))
-        elif f.kind == R.COUNT:
-            amounts.append(sql.SQL("({0} < 0 or {0}::numeric <> trunc({0}::numeric))").format(col))
     for f, when in _enterprise_refs(res):
         # NOT IN (not NOT EXISTS): inside a FILTER it becomes one hashed subplan, not a scan per row.
         refs.append(sql.SQL("({when} and {col} not in (select uscc from known_enterprises))"
@@ -208,22 +213,23 @@ def _staging_checks(res: R.Resource) -> sql.Composable:
     return sql.SQL(
         "select {name} as subject, count(*) as staged_rows, count(*) filter (where {enums}) as enum_violations,"
         " {refs} as unknown_enterprise_refs, count(*) filter (where {amounts}) as invalid_amounts"
-        " from staging.{view} s"
-    ).format(name=sql.Literal(res.name), view=sql.Identifier(f"stg_{res.name}"), enums=_any(enums),
+        " from {schema}.{view} s"
+    ).format(name=sql.Literal(res.name), schema=schema, view=sql.Identifier(f"stg_{res.name}"), enums=_any(enums),
              refs=sql.SQL("count(*) filter (where {})").format(_any(refs)) if refs else sql.SQL("null::bigint"),
              amounts=_any(amounts))
 
 
-def staging(t: dict) -> Suite:
+def staging(t: dict, suffix: str = "") -> Suite:
     """The staging views dbt built for D: enum domains, references to known enterprises, amounts."""
-    measure = sql.SQL("with known_enterprises as materialized (select uscc from staging.stg_enterprises) {}").format(
-        sql.SQL(" union all ").join(_staging_checks(res) for res in R.RESOURCES))
+    schema = sql.Identifier("staging" + suffix)
+    measure = sql.SQL("with known_enterprises as materialized (select uscc from {}.stg_enterprises) {}").format(
+        schema, sql.SQL(" union all ").join(_staging_checks(res, schema) for res in R.RESOURCES))
     expectations = (
         _none("enum_domains", "enum_violations", CRITICAL, "staged values outside their enum domain (registry)"),
         _none("known_enterprises", "unknown_enterprise_refs", WARNING, "staged records naming an enterprise the "
               "warehouse does not know"),
-        _none("financial_sanity", "invalid_amounts", CRITICAL, "staged money amounts below 0, counts (employees, "
-              "insured, deaths) below 0 or not whole"),
+        _none("financial_sanity", "invalid_amounts", CRITICAL, "staged money amounts or counts (employees, "
+              "insured, deaths; integers in staging) below 0"),
     )
     return Suite("staging", measure, STAGING_METRICS, expectations, t)
 
@@ -242,30 +248,30 @@ _CURRENT_PUBLICATION = sql.SQL(
 _NO_PUBLICATION = sql.SQL("select null::text as uscc, null::text as grade, null::text as model_version where false")
 
 
-def marts(t: dict, *, published: bool) -> Suite:
+def marts(t: dict, *, published: bool, suffix: str = "") -> Suite:
     """The evaluation of D in the marts: one result per population member, points and sums
     consistent, grades consistent with the total and the caps, the model version in force, and
     no mass movement of grades against the current publication (``published``: it exists)."""
     measure = sql.SQL("""
 with ev as materialized (
-    select * from marts.fct_enterprise_evaluation where evaluation_date = %(evaluation_date)s
+    select * from {marts}.fct_enterprise_evaluation where evaluation_date = %(evaluation_date)s
 ), indicator_sums as materialized (
     select uscc, count(*) as indicators,
            count(*) filter (where points < 0 or points > max_points) as out_of_range,
            sum(points) filter (where level1 = 'basic') as basic,
            sum(points) filter (where level1 = 'operations') as operations,
            sum(points) filter (where level1 = 'social') as social
-    from marts.fct_indicator_score where evaluation_date = %(evaluation_date)s group by uscc
+    from {marts}.fct_indicator_score where evaluation_date = %(evaluation_date)s group by uscc
 ), in_force as (
-    select model_version from staging.scoring_model_versions
+    select model_version from {staging}.scoring_model_versions
     where effective_from <= %(evaluation_date)s order by effective_from desc limit 1
 ), grades as (
-    select grade, min_total, grade_rank from staging.scoring_grades where model_version = (select model_version from in_force)
+    select grade, min_total, grade_rank from {staging}.scoring_grades where model_version = (select model_version from in_force)
 ), caps as (
-    select c.cap_code, g.grade_rank from staging.scoring_caps c join grades g using (grade)
+    select c.cap_code, g.grade_rank from {staging}.scoring_caps c join grades g using (grade)
     where c.model_version = (select model_version from in_force)
 ), population as materialized (
-    select uscc from staging.stg_enterprises
+    select uscc from {staging}.stg_enterprises
     where reg_status = any(%(graded_reg_status)s) and established_on <= %(evaluation_date)s and audit.uscc_is_valid(uscc)
 ), expected as (
     select ev.uscc, computed.grade as computed_grade,
@@ -288,7 +294,7 @@ select 'marts' as subject,
     (select count(*) from ev where not exists (select 1 from population p where p.uscc = ev.uscc)) as unexpected_results,
     (select coalesce(sum(out_of_range), 0) from indicator_sums) as points_out_of_range,
     (select count(*) from ev left join indicator_sums s using (uscc) where s.indicators is distinct from
-        (select count(*) from staging.scoring_indicators where model_version = ev.model_version)) as incomplete_indicators,
+        (select count(*) from {staging}.scoring_indicators where model_version = ev.model_version)) as incomplete_indicators,
     (select count(*) from ev join indicator_sums s using (uscc)
      where (s.basic, s.operations, s.social) is distinct from (ev.basic_score, ev.operations_score, ev.social_score)
     ) as level1_mismatches,
@@ -303,7 +309,8 @@ select 'marts' as subject,
     compared,
     case when same_model and compared >= %(min_compared)s then moved::numeric / compared end as grade_moved_share
 from compared
-""").format(published=_CURRENT_PUBLICATION if published else _NO_PUBLICATION)
+""").format(published=_CURRENT_PUBLICATION if published else _NO_PUBLICATION,
+           marts=sql.Identifier("marts" + suffix), staging=sql.Identifier("staging" + suffix))
     expectations = (
         _none("one_result_per_enterprise", "duplicate_results", CRITICAL, "enterprises graded more than once for D"),
         _none("population_graded", "missing_results", CRITICAL, "population members (reg_status, established_on "
@@ -329,10 +336,11 @@ from compared
     return Suite("marts", measure, MARTS_METRICS, expectations, t)
 
 
-def build(gate: str, thresholds: dict, *, published: bool = False) -> tuple[Suite, ...]:
-    """The suites of ``gate``: ``feed`` before dbt, ``marts`` (staging and marts) after it."""
+def build(gate: str, thresholds: dict, *, published: bool = False, suffix: str = "") -> tuple[Suite, ...]:
+    """The suites of ``gate``: ``feed`` before dbt, ``marts`` (staging and marts) after it; ``suffix``
+    names a scratch build's schemas (``staging<suffix>``, ``marts<suffix>``: a re-evaluation's)."""
     if gate == "feed":
         return (feed(thresholds["feed"]),)
     if gate == "marts":
-        return staging(thresholds["marts"]), marts(thresholds["marts"], published=published)
+        return staging(thresholds["marts"], suffix), marts(thresholds["marts"], published=published, suffix=suffix)
     raise ValueError(f"unknown quality gate {gate!r}; known: feed, marts")

@@ -75,10 +75,19 @@ def test_nightly_grades_publishes_reruns_and_a_broken_feed_keeps_the_publication
                                  (DAY,)).fetchone()[0]
         gates = dict(conn.execute("select suite, bool_and(success or severity = 'warning') from audit.quality_results"
                                   " group by suite").fetchall())
+        warned = conn.execute("select suite, expectation, observed from audit.quality_results"
+                              " where evaluation_date = %s and severity = 'warning' and not success", (DAY,)).fetchall()
+        current = conn.execute("select evaluation_date::text from audit.publications where is_current").fetchone()
     assert graded == expected and indicators == expected
-    assert published == expected  # validated, then published to every channel
+    assert published == expected and current == (DAY,)  # validated, then published to every channel
     assert gates and all(gates.values()), gates
     assert f"graded {expected} enterprises" in first.stdout
+    # the dataset refuses 13 % of its penalties on purpose: a warning, reported, and the night still publishes
+    elevated = next(seen for suite, name, seen in warned if (suite, name) == ("feed", "quarantine_rate_elevated"))
+    printed = first.stdout.splitlines()
+    assert f"  quality warnings: {len(warned)} (published nonetheless)" in printed
+    assert f"    feed.quarantine_rate_elevated observed {elevated}" in printed
+    assert f"  Data Docs: {home / 'data_docs' / 'index.html'}" in printed
 
     again = nightly(env)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -104,8 +113,10 @@ def test_nightly_grades_publishes_reruns_and_a_broken_feed_keeps_the_publication
     with psycopg.connect(url) as conn:  # the gate held: every channel still shows night D
         assert conn.execute("select publication_id from audit.publications where is_current").fetchone() == published
         assert conn.execute("select distinct evaluation_date::text from gov_share.enterprise_evaluation").fetchall() == [(DAY,)]
-        assert conn.execute("select count(*) from audit.quality_results where evaluation_date = %s and suite = 'feed'"
-                            " and not success and severity = 'critical'", (NEXT_DAY,)).fetchone()[0] >= 1
+        # every enterprise of the night refused: far beyond quarantine_critical_rate
+        assert conn.execute("select expectation from audit.quality_results where evaluation_date = %s"
+                            " and suite = 'feed' and not success and severity = 'critical'", (NEXT_DAY,)).fetchall() == [
+            ("quarantine_rate_excessive",)]
 
 
 def test_an_unreachable_platform_is_one_clear_line(make_database, home, tmp_path):

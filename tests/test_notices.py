@@ -1,14 +1,16 @@
 """Re-evaluation notices (第十四条–第十六条) at the nightly publication, on the hand-written dataset
 tests/datasets/rights: an upheld objection, an approved repair and a confirmed self-report decided on
 D+1 each notify regulators once, however often D+1 is rerun; a pending self-report and references to
-records or enterprises the warehouse does not know change nothing and are listed for the credit office."""
+records or enterprises the warehouse does not know change nothing and are listed for the credit office; decisions
+that change no result (tests/datasets/rights_unchanged) notify nobody."""
 from __future__ import annotations
 
 import pytest
 
+from creditplus import load, warehouse
 from creditplus.publish import publish
 from creditplus.reevaluation import build_marts
-from test_supply_chain import D, D1, D2, loaded_warehouse, query, read_as
+from test_supply_chain import DATASETS, D, D1, D2, loaded_warehouse, query, read_as
 
 R1, R2, R3, R4, R5, NOBODY = ("91231100MA1RGHT016", "91231100MA1RGHT029", "91231100MA1RGHT03C", "91231100MA1RGHT04F",
                               "91231100MA1RGHT05J", "91231100MA1NB0DY12")
@@ -34,7 +36,7 @@ def nights(make_database):
     after = {}
     listed = UNRESOLVED.format("unresolved_reason", "credit_office.unresolved_references")
     for label, day in (("D", D), ("D+1", D1), ("D+1 rerun", D1), ("D+2", D2)):
-        build_marts(day, warehouse_url=url)
+        build_marts(day, warehouse_url=url, schema_suffix="")
         before = sorted(read_as(url, "credit_office", listed))
         publish(day, warehouse_url=url, run_id=f"night-{day}")
         after[label] = {"evaluation": evaluation(url), "notices": sorted(query(url, NOTICES)), "R2 O7": o7(url, R2),
@@ -96,3 +98,21 @@ def test_the_credit_office_sees_a_nights_unresolved_references_once_published_ne
     for previous, current in zip(runs, runs[1:]):
         assert current["listed before"] == previous["listed"]  # the night built but not yet published: unseen
     assert all(run["listed"] == run["built"] for run in runs)
+
+
+def test_decisions_that_change_no_result_notify_nobody(make_database):
+    """R2 with four severe penalties (O7 floored at 0): the repair of one and an upheld objection against another,
+    both of D+1, leave two, still 0 points. The decisions are taken in, but no result changed: no notice."""
+    url = loaded_warehouse(make_database, "rights")
+    with warehouse.connect(url) as conn:
+        load.archive_dataset_dir(conn, DATASETS / "rights_unchanged", "unchanged")
+    results = {}
+    for day in (D, D1):
+        build_marts(day, warehouse_url=url, schema_suffix="")
+        publish(day, warehouse_url=url, run_id=f"night-{day}")
+        results[day] = (evaluation(url)[R2], o7(url, R2))
+    assert results[D1] == results[D] == (("B", 820), 0)
+    assert sorted(query(url, "select source_resource, source_id, reason from publication.rights_decisions_seen"
+                             " where uscc = %s", (R2,))) == [("credit_repairs", "REP-R2", "credit_repair"),
+                                                              ("objections", "OBJ-R2", "objection_upheld")]
+    assert [n for n in query(url, NOTICES) if n[0] == R2] == []

@@ -1,6 +1,7 @@
 """fct_objection_sla / fct_overdue_objections built by dbt in a fresh database, checked against
 hand-worked deadlines (2026 schedule) and against creditplus.workdays on the same inputs; the night's
-report warns of the published objections open past their deadline."""
+report warns of the published objections open past their deadline and of those whose deadline is provisional
+(counted over a year the work calendar does not confirm, or past the seed's last day)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -36,6 +37,8 @@ VERSIONS = [
     ("K-resolved-later", "2026-09-21T12:00:00+08:00", "2026-09-21T09:00:00+08:00", "submitted", None),
     ("K-resolved-later", "2026-10-20T12:00:00+08:00", "2026-09-21T09:00:00+08:00", "upheld", "2026-10-19T17:00:00+08:00"),
     ("L-into-2027", "2026-12-28T12:00:00+08:00", "2026-12-28T09:00:00+08:00", "submitted", None),
+    ("M-across-the-seeds-end", "2027-12-28T12:00:00+08:00", "2027-12-28T09:00:00+08:00", "submitted", None),
+    ("N-after-the-seeds-end", "2028-01-05T12:00:00+08:00", "2028-01-05T09:00:00+08:00", "processing", None),
 ]
 
 # Worked by hand from the State Council's 2026 schedule: (due_on, working_days_used, overdue).
@@ -123,6 +126,15 @@ def test_deadline_into_provisional_2027(built):
         "F-on-holiday": True, "G-on-makeup-saturday": True, "L-into-2027": False}
 
 
+def test_past_the_seeds_last_day_deadlines_are_counted_provisionally_and_unconfirmed(built):
+    """The seed ends 2027-12-31; the calendar goes on Monday to Friday (1-2 Jan 2028 are a weekend)."""
+    sla, _ = built("2028-01-10")
+    assert {oid: (r["due_on"], r["working_days_used"], r["overdue"], r["deadline_confirmed"])
+            for oid, r in sla.items() if oid[0] in "MN"} == {
+        "M-across-the-seeds-end": (D("2028-01-06"), 9, True, False),
+        "N-after-the-seeds-end": (D("2028-01-14"), 3, False, False)}
+
+
 def test_the_night_report_warns_of_published_objections_open_past_their_deadline(url, built, monkeypatch, caplog):
     day = D("2026-10-15")
     built(day.isoformat())
@@ -139,3 +151,23 @@ def test_the_night_report_warns_of_published_objections_open_past_their_deadline
     assert [r.getMessage() for r in caplog.records
             if r.name == orchestration.__name__ and r.levelno == logging.WARNING] == [f"credit_nightly {day}: {late}"]
     assert f"  WARNING: {late}" in nightly.format_summary(result, 1.0, url, Path("nightly.log")).splitlines()
+
+
+def test_the_credit_office_sees_which_deadlines_are_provisional_and_the_night_report_warns(url, built, monkeypatch,
+                                                                                         caplog):
+    day = D("2027-01-08")
+    built(day.isoformat())
+    build_marts(url, day, {A: "A"})
+    publish(day, warehouse_url=url, run_id="night-2027")
+    with warehouse.connect(url) as conn:
+        confirmed = dict(conn.execute("select objection_id, deadline_confirmed from credit_office.objection_sla"
+                                      " where objection_id in ('A-before-national-day', 'L-into-2027')"))
+    assert confirmed == {"A-before-national-day": True, "L-into-2027": False}
+    monkeypatch.setattr(orchestration, "warehouse_url", lambda: url)
+    with caplog.at_level(logging.INFO, logger=orchestration.__name__):
+        result = orchestration.report(None, {"evaluation_date": day.isoformat()})
+    provisional = "1 open objections have a provisional deadline (calendar year not confirmed): L-into-2027"
+    assert result["unconfirmed_deadlines"] == ["L-into-2027"]
+    warned = [r.getMessage() for r in caplog.records if r.name == orchestration.__name__ and r.levelno == logging.WARNING]
+    assert f"credit_nightly {day}: {provisional}" in warned
+    assert f"  WARNING: {provisional}" in nightly.format_summary(result, 1.0, url, Path("nightly.log")).splitlines()

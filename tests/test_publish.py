@@ -312,7 +312,7 @@ def test_a_reevaluation_refuses_marts_a_night_has_replaced_and_changes_nothing(u
     publish(D1, warehouse_url=url, run_id="run-1")
     before = query(url, "select * from gov_share.enterprise_evaluation order by uscc")
     build_marts(url, D2)  # the next night rebuilt the marts after the re-evaluation's gate
-    with pytest.raises(PublicationError, match="no longer hold 2026-11-24"):
+    with pytest.raises(PublicationError, match="marts.fct_enterprise_evaluation no longer holds 2026-11-24"):
         republish([A], warehouse_url=url, run_id="re-1")
     assert query(url, "select * from gov_share.enterprise_evaluation order by uscc") == before
     assert query(url, "select count(*) from audit.publications") == [(1,)]

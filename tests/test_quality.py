@@ -158,7 +158,7 @@ def test_acceptance_night_passes_with_warnings_recorded_and_data_docs(wh, tmp_pa
     assert elevated.observed["unexpected"]["penalties"] == pytest.approx(9 / 68)
     stored = rows(wh, "select suite, expectation, severity, success, observed, observed_value"
                       " from audit.quality_results where run_id = 'night-1' order by expectation")
-    assert len(stored) == len(result.outcomes) == 10
+    assert len(stored) == len(result.outcomes) == 11
     by_name = {r[1]: r for r in stored}
     assert by_name["quarantine_rate_elevated"][2:4] == ("warning", False)
     assert "penalties=0.1324" in by_name["quarantine_rate_elevated"][4]
@@ -200,6 +200,15 @@ def test_a_smaller_night_only_warns_and_too_little_history_is_not_judged(wh):
     # A retried task (same run id) replaces its rows.
     quality.check_feed(D, warehouse_url=wh, run_id="night-1")
     assert rows(wh, "select count(*) from audit.quality_results") == [(len(result.outcomes),)]
+
+
+def test_an_implausible_amount_only_warns(wh):
+    execute(wh, _raw_version("financials", {"uscc": FINANCIAL["uscc"], "year": "2025"},
+                             {**FINANCIAL, "revenue_wan": "50000000000000.00"}))  # 5e13 万元: a unit error
+    result = quality.check_feed(D, warehouse_url=wh, run_id="night-1")
+    assert result.passed
+    implausible = next(o for o in result.warnings if o.expectation == "amounts_plausible")
+    assert implausible.observed["unexpected"] == {"financials": 1}
 
 
 def _raw_version(resource: str, key: dict, record: dict) -> str:

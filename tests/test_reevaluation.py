@@ -15,7 +15,9 @@ STATE = {"enterprises": "select * from gov_share.enterprise_evaluation order by 
          "indicators": "select * from gov_share.indicator_scores order by uscc, indicator_code",
          "notices": "select uscc, reason, old_grade, new_grade, old_score, new_score, evaluation_date"
                     " from regulator.notifications order by notification_id",
-         "publications": "select publication_id, evaluation_date, published_by from audit.publications order by 1"}
+         "publications": "select publication_id, evaluation_date, published_by from audit.publications order by 1",
+         # the nightly's own marts, which a re-evaluation (built in the *_reevaluation schemas) never touches
+         "nightly_marts": "select * from marts.fct_enterprise_evaluation order by uscc"}
 
 
 def state(url: str) -> dict[str, list[tuple]]:
@@ -56,6 +58,9 @@ def test_a_late_repair_republishes_one_enterprise_only(dag):
     assert after["notices"] == before["notices"] + [(R2, "credit_repair", "A", "A", 860, 920, D1)]
     assert after["publications"][:-1] == before["publications"]
     assert after["publications"][-1][1:] == (D1, "credit_reevaluation")
+    assert after["nightly_marts"] == before["nightly_marts"]
+    assert query(url, "select grade, total_score from marts_reevaluation.fct_enterprise_evaluation where uscc = %s",
+                 (R2,)) == [("A", 920)]
 
 
 @pytest.mark.parametrize("code, message", [

@@ -31,7 +31,7 @@ def loaded_warehouse(make_database, dataset: str) -> str:
 
 def night(url: str, day: dt.date) -> int:
     """What a night does after extraction: dbt build of what publication reads, then publication."""
-    build_marts(day, warehouse_url=url)
+    build_marts(day, warehouse_url=url, schema_suffix="")
     return publish(day, warehouse_url=url, run_id=f"night-{day}")
 
 

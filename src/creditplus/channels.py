@@ -80,6 +80,10 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "working_days_used": ("integer", "提交后至办结日（未办结至今日）的工作日数",
                           "working days after submission up to resolution (or today while open)"),
     "overdue": ("boolean", "是否超期", "resolved after due_on, or still open after it"),
+    "deadline_confirmed": ("boolean", "办理期限是否已确定：计算期限所跨日期中有年份的国务院放假安排"
+                           "尚未载入工作日历（暂定推算）时为 false",
+                           "false when due_on was counted over days of a year whose official schedule is not yet "
+                           "in the calendar seed (counted provisionally): the deadline may still move"),
     "resource": ("text", "记录类别：objections、credit_repairs、self_reports、supply_chain_links",
                  "kind of record: objections, credit_repairs, self_reports, supply_chain_links"),
     "record_key": ("text", "记录编号（异议、信用修复、自主申报或供应链关系的编号）",
@@ -104,8 +108,15 @@ INDICATOR_DETAIL = ("indicator_code", "indicator_name", "indicator_name_en", "le
 class View:
     name: str
     rows: str  # which rows the reader sees
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # as the spec table lists them (all of them for a view beyond the spec)
     beyond_spec: str | None = None  # why a view the spec table does not list exists (it lists all others)
+    added_columns: tuple[str, ...] = ()  # appended after the spec's columns, beyond the spec
+    added_because: str | None = None  # why they were added
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        """The view's columns in order: the spec's, then those added beyond it."""
+        return self.columns + self.added_columns
 
 
 @dataclass(frozen=True)
@@ -160,7 +171,10 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("credit_office", "credit_office", "市信用办 the municipal credit office", (
         View("objection_sla", "one per objection",
              ("objection_id", "uscc", "submitted_at", "due_on", "status", "resolved_at", "working_days_used",
-              "overdue")),
+              "overdue"),
+             added_columns=("deadline_confirmed",),
+             added_because="a deadline counted over a year the work calendar does not confirm yet is provisional "
+                           "and is marked so (第十四条)"),
         View("unresolved_references", "one per record of the night naming an enterprise or a record the warehouse "
                                       "does not know, or a self-report of an enterprise outside the population",
              ("resource", "record_key", "reference", "unresolved_reason", "detail", "evaluation_date",
@@ -209,10 +223,14 @@ def data_dictionary() -> str:
                   f"`creditplus access grant --channel {ch.name} --user NAME` adds a login user).", ""]
         for view in ch.views:
             added = [f"Added beyond the channels specification: {view.beyond_spec}.", ""] if view.beyond_spec else []
+            if view.added_columns:
+                added += [f"Columns added beyond the channels specification "
+                          f"({', '.join(f'`{col}`' for col in view.added_columns)}): {view.added_because}.", ""]
             lines += [f"### `{ch.name}.{view.name}`", "", f"Rows: {view.rows}.", "", *added,
                       "| # | column | type | 说明 | description |", "|---|---|---|---|---|"]
-            lines += [f"| {i} | `{col}` | {COLUMNS[col][0]} | {COLUMNS[col][1]} | {COLUMNS[col][2]} |"
-                      for i, col in enumerate(view.columns, 1)]
+            lines += [f"| {i} | `{col}` | {COLUMNS[col][0]} | {COLUMNS[col][1]} | {COLUMNS[col][2]}"
+                      f"{' (beyond the specification)' if col in view.added_columns else ''} |"
+                      for i, col in enumerate(view.all_columns, 1)]
             lines.append("")
     return "\n".join(lines)
 

@@ -121,7 +121,7 @@ def unit_test(*, warehouse_url: str | None = None, project_dir: Path | None = No
                     target_path=Path(target_path or scratch))
 
 
-_PARSE_CACHE = Path("target") / "partial-parse-cache"  # under the project, one file per warehouse
+_PARSE_CACHE = Path("target") / "partial-parse-cache"  # under the project, one file per warehouse and vars
 _PARSE_CACHE_KEEP = 8  # the most recently used warehouses
 
 
@@ -129,9 +129,10 @@ def _run_cached(args: list[str], *, env: dict[str, str], project_dir: Path | Non
     """``run`` seeded with the project's cached partial parse, which a successful run refreshes.
     dbt checks every file's checksum, the vars and the profile before it reuses a partial parse."""
     project = Path(project_dir or config.DBT_PROJECT_DIR)
-    # dbt discards a partial parse made with another profile (connection): one cache per warehouse
-    warehouse_key = "|".join(env.get(f"CREDITPLUS_PG{k}", "") for k in ("HOST", "PORT", "USER", "DATABASE"))
-    cache = project / _PARSE_CACHE / f"{hashlib.sha1(warehouse_key.encode()).hexdigest()[:16]}.msgpack"
+    # dbt discards a partial parse made with another profile (connection) or other vars: one cache for each
+    vars_ = args[args.index("--vars") + 1] if "--vars" in args else ""
+    key = "|".join([*(env.get(f"CREDITPLUS_PG{k}", "") for k in ("HOST", "PORT", "USER", "DATABASE")), vars_])
+    cache = project / _PARSE_CACHE / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.msgpack"
     target_path.mkdir(parents=True, exist_ok=True)
     mine = target_path / "partial_parse.msgpack"
     if cache.exists() and not mine.exists():

@@ -158,8 +158,16 @@ def format_summary(summary: dict, elapsed: float, warehouse_url: str, log_file: 
     if grades:
         lines.append(f"  graded {sum(grades.values())} enterprises: "
                      + ", ".join(f"{g} {n}" for g, n in grades.items()))
+    if quality := summary["quality_warnings"]:
+        lines.append(f"  quality warnings: {len(quality)} (published nonetheless)")
+        lines += [f"    {warning}" for warning in quality]
     if overdue := summary["overdue_objections"]:
         lines.append(f"  WARNING: {len(overdue)} objections open past their deadline (第十四条): {', '.join(overdue)}")
+    if unconfirmed := summary["unconfirmed_deadlines"]:
+        lines.append(f"  WARNING: {len(unconfirmed)} open objections have a provisional deadline (calendar year not "
+                     f"confirmed): {', '.join(unconfirmed)}")
+    if summary["data_docs"]:
+        lines.append(f"  Data Docs: {summary['data_docs']}")
     lines += [f"  warehouse: {warehouse._redact(warehouse_url)}  (psql \"{warehouse._redact(warehouse_url)}\")",
               "    select * from marts.fct_enterprise_evaluation; select * from audit.load_runs; "
               "select * from audit.quarantine;",

@@ -104,26 +104,45 @@ def report(logical_date: dt.datetime | None, params: dict | None) -> dict:
     with warehouse.connect(warehouse_url()) as conn:
         result = summary(conn, day)
     log.info("credit_nightly %s: %s", day, result)
+    for warning in result["quality_warnings"]:
+        log.warning("credit_nightly %s: data-quality warning %s", day, warning)
     if result["overdue_objections"]:
         log.warning("credit_nightly %s: %d objections open past their deadline (第十四条): %s", day,
                     len(result["overdue_objections"]), ", ".join(result["overdue_objections"]))
+    if unconfirmed := result["unconfirmed_deadlines"]:
+        log.warning("credit_nightly %s: %d open objections have a provisional deadline (calendar year not "
+                    "confirmed): %s", day, len(unconfirmed), ", ".join(unconfirmed))
     return result
 
 
 def summary(conn, day: dt.date) -> dict:
-    """What a night did: latest load attempt per resource, grade counts when the mart exists, and the ids
-    of the objections open past their due_on when ``day`` is the current publication (else None)."""
+    """What a night did: latest load attempt per resource, grade counts when the mart exists, the failed
+    warnings of the date's latest run of each quality suite, the Data Docs index when rendered, and, when
+    ``day`` is the current publication (else None), the ids of the open objections past their due_on and
+    of those whose due_on is not confirmed by the work calendar."""
+    from creditplus import quality
+
     loads = conn.execute(
         "select resource, status, fetched, archived, duplicates, quarantined"
         " from audit.latest_load_runs where evaluation_date = %s order by resource",
         (day,),
     ).fetchall()
+    warnings = conn.execute(  # of each suite's latest run for the date
+        "select suite, expectation, observed from audit.quality_results r"
+        " where evaluation_date = %s and severity = 'warning' and not success"
+        "   and run_id = (select run_id from audit.quality_results l where l.evaluation_date = r.evaluation_date"
+        "                  and l.suite = r.suite order by checked_at desc limit 1)"
+        " order by suite, expectation", (day,)).fetchall()
+    docs = quality.data_docs_dir() / "index.html"
     result: dict = {
         "evaluation_date": day.isoformat(),
         "loads": {r[0]: {"status": r[1], "fetched": r[2], "archived": r[3], "duplicates": r[4],
                          "quarantined": r[5]} for r in loads},
         "grades": None,
+        "quality_warnings": [f"{suite}.{expectation} observed {observed}" for suite, expectation, observed in warnings],
+        "data_docs": str(docs) if docs.exists() else None,
         "overdue_objections": None,
+        "unconfirmed_deadlines": None,
     }
     if conn.execute("select to_regclass('marts.fct_enterprise_evaluation')").fetchone()[0]:
         rows = conn.execute(
@@ -135,6 +154,9 @@ def summary(conn, day: dt.date) -> dict:
         result["overdue_objections"] = [oid for (oid,) in conn.execute(
             "select objection_id from publication.objection_sla"
             " where overdue and status in ('submitted', 'processing') order by objection_id")]
+        result["unconfirmed_deadlines"] = [oid for (oid,) in conn.execute(
+            "select objection_id from publication.objection_sla"
+            " where not deadline_confirmed and status in ('submitted', 'processing') order by objection_id")]
     return result
 
 

@@ -55,26 +55,28 @@ def publish(evaluation_date: dt.date, *, warehouse_url: str | None = None, run_i
 
 
 def republish(usccs: Collection[str], *, warehouse_url: str | None = None, run_id: str,
-              published_by: str = "credit_reevaluation") -> int:
+              published_by: str = "credit_reevaluation", marts_schema: str = "marts") -> int:
     """A new current publication of the current evaluation date: the current rows, with the rows of
-    ``usccs`` replaced by the marts' (an enterprise no longer in the marts is dropped); return its id."""
+    ``usccs`` replaced by those of the marts in ``marts_schema`` (a re-evaluation builds its own; an
+    enterprise no longer in the marts is dropped); return its id."""
     usccs = sorted(set(usccs))
     with warehouse.connect(warehouse_url) as conn, conn.transaction():
         previous = _lock_current(conn)
         if previous is None:
             raise PublicationError("nothing is published yet; run the nightly evaluation first")
         current_id, evaluation_date = previous
-        # A nightly build may have replaced the marts with the next date since the re-evaluation's gate:
-        # its enterprises would then look gone. Refuse rather than drop them.
-        if not conn.execute("select exists (select 1 from marts.fct_enterprise_evaluation where evaluation_date = %s)",
+        # Marts rebuilt for another date since the re-evaluation's gate would make its enterprises look
+        # gone: refuse rather than drop them.
+        mart = sql.Identifier(marts_schema, "fct_enterprise_evaluation")
+        if not conn.execute(sql.SQL("select exists (select 1 from {} where evaluation_date = %s)").format(mart),
                             (evaluation_date,)).fetchone()[0]:
-            raise PublicationError(f"the marts no longer hold {evaluation_date} (a nightly build replaced them): "
-                                   "nothing republished; trigger the re-evaluation again")
-        publication_id = _new_publication(conn, evaluation_date, run_id, published_by)
-        counts = {table: _copy(conn, table, publication_id, evaluation_date, usccs)
+            raise PublicationError(f"{marts_schema}.fct_enterprise_evaluation no longer holds {evaluation_date} (rebuilt "
+                                   "for another date): nothing republished; trigger the re-evaluation again")
+        publication_id = _new_publication(conn, evaluation_date, run_id, published_by, marts_schema)
+        counts = {table: _copy(conn, table, publication_id, evaluation_date, usccs, marts_schema)
                   + _carry(conn, table, publication_id, current_id, usccs) for table in SOURCES}
         _make_current(conn, publication_id, counts, evaluation_date)
-        _monitor(conn, publication_id, current_id, evaluation_date, usccs)
+        _monitor(conn, publication_id, current_id, evaluation_date, usccs, marts_schema)
     return publication_id
 
 
@@ -84,8 +86,9 @@ def _lock_current(conn: psycopg.Connection) -> tuple[int, dt.date] | None:
     return conn.execute("select publication_id, evaluation_date from audit.publications where is_current").fetchone()
 
 
-def _new_publication(conn: psycopg.Connection, evaluation_date: dt.date, run_id: str, published_by: str) -> int:
-    model_version = _model_version(conn, evaluation_date)
+def _new_publication(conn: psycopg.Connection, evaluation_date: dt.date, run_id: str, published_by: str,
+                     marts_schema: str = "marts") -> int:
+    model_version = _model_version(conn, evaluation_date, marts_schema)
     return conn.execute(
         "insert into audit.publications (evaluation_date, model_version, run_id, published_by,"
         " enterprise_count, indicator_count) values (%s, %s, %s, %s, 0, 0) returning publication_id",
@@ -102,28 +105,27 @@ def _make_current(conn: psycopg.Connection, publication_id: int, counts: dict[st
                  (counts["enterprise_evaluation"], counts["indicator_score"], publication_id))
 
 
-def _model_version(conn: psycopg.Connection, evaluation_date: dt.date) -> str:
+def _model_version(conn: psycopg.Connection, evaluation_date: dt.date, marts_schema: str = "marts") -> str:
     """The one model version of the evaluation mart's rows for the date; refuses a missing or empty mart."""
+    mart, name = sql.Identifier(marts_schema, "fct_enterprise_evaluation"), f"{marts_schema}.fct_enterprise_evaluation"
     try:
-        versions = conn.execute(
-            "select distinct model_version from marts.fct_enterprise_evaluation where evaluation_date = %s",
-            (evaluation_date,)).fetchall()
+        versions = conn.execute(sql.SQL("select distinct model_version from {} where evaluation_date = %s").format(mart),
+                                (evaluation_date,)).fetchall()
     except psycopg.errors.UndefinedTable:
-        raise PublicationError("marts.fct_enterprise_evaluation does not exist (has dbt built the marts?); "
-                               "nothing published") from None
+        raise PublicationError(f"{name} does not exist (has dbt built the marts?); nothing published") from None
     if not versions:
-        raise PublicationError(f"marts.fct_enterprise_evaluation has no rows for {evaluation_date}; nothing published")
+        raise PublicationError(f"{name} has no rows for {evaluation_date}; nothing published")
     if len(versions) > 1:
-        raise PublicationError(f"marts.fct_enterprise_evaluation mixes model versions for {evaluation_date}: "
+        raise PublicationError(f"{name} mixes model versions for {evaluation_date}: "
                                f"{sorted(v for (v,) in versions)}; nothing published")
     return versions[0][0]
 
 
 def _copy(conn: psycopg.Connection, table: str, publication_id: int, evaluation_date: dt.date,
-          usccs: list[str] | None = None) -> int:
+          usccs: list[str] | None = None, marts_schema: str = "marts") -> int:
     """Copy the mart rows of the date (of ``usccs`` only, when given) into ``publication.<table>``;
     the number of rows copied."""
-    mart = sql.Identifier("marts", SOURCES[table])
+    mart = sql.Identifier(marts_schema, SOURCES[table])
     statement = sql.SQL("insert into {target} (publication_id, {cols}) select %s, {cols} from {mart}"
                         " where evaluation_date = %s and (%s::text[] is null or uscc = any(%s))").format(
         target=sql.Identifier("publication", table), cols=_columns(conn, table), mart=mart)
@@ -156,10 +158,10 @@ def _columns(conn: psycopg.Connection, table: str) -> sql.Composable:
 # ---------------------------------------------------------------- notices, warnings, summary
 # Each statement takes %(p)s (the new publication), %(c)s (the previously current one, null before the first),
 # %(d)s (its evaluation date) and %(usccs)s (the re-evaluated enterprises, null for a whole night).
-NOTICES = """
+NOTICES = sql.SQL("""
 with new_decisions as (
     insert into publication.rights_decisions_seen (source_resource, source_id, uscc, reason, decided_on, publication_id)
-    select source_resource, source_id, uscc, reason, decided_on, %(p)s from marts.fct_rights_decisions
+    select source_resource, source_id, uscc, reason, decided_on, %(p)s from {marts}.fct_rights_decisions
      where evaluation_date = %(d)s and (%(usccs)s::text[] is null or uscc = any(%(usccs)s))
     on conflict do nothing
     returning uscc, reason
@@ -172,11 +174,11 @@ select n.uscc, n.reason, old.grade, new.grade, old.total_score, new.total_score,
   join publication.enterprise_evaluation old on old.publication_id = %(c)s and old.uscc = n.uscc
  where (old.grade, old.total_score) is distinct from (new.grade, new.total_score)
  order by n.uscc, n.reason
-"""
+""")
 
 # Grade falls (to D or E, or by two grades or more: grades are the letters A..E in order) of a partner
 # between the previous and the new publication, with the record-level signals of the marts.
-WARNINGS = """
+WARNINGS = sql.SQL("""
 with grade_falls as (
     select l.link_id, l.leading_uscc, l.partner_uscc, l.relation, l.share_pct,
            case new.grade when 'E' then 'grade_fell_to_e' when 'D' then 'grade_fell_to_d'
@@ -184,7 +186,7 @@ with grade_falls as (
            format('%%s>%%s@%%s', old.grade, new.grade, %(d)s::date) as warning_key,
            format('grade %%s -> %%s, score %%s -> %%s', old.grade, new.grade, old.total_score, new.total_score)
                as detail
-      from marts.fct_supply_chain_links l
+      from {marts}.fct_supply_chain_links l
       join publication.enterprise_evaluation new on new.publication_id = %(p)s and new.uscc = l.partner_uscc
       join publication.enterprise_evaluation old on old.publication_id = %(c)s and old.uscc = l.partner_uscc
      where l.evaluation_date = %(d)s
@@ -193,7 +195,7 @@ with grade_falls as (
 ),
 signals as (
     select link_id, leading_uscc, partner_uscc, relation, share_pct, warning_type, warning_key, detail
-      from marts.fct_supply_chain_signals where evaluation_date = %(d)s
+      from {marts}.fct_supply_chain_signals where evaluation_date = %(d)s
     union all
     select * from grade_falls
 )
@@ -206,12 +208,12 @@ select distinct on (s.leading_uscc, s.partner_uscc, s.relation, s.warning_type, 
  where %(usccs)s::text[] is null or s.partner_uscc = any(%(usccs)s)
  order by s.leading_uscc, s.partner_uscc, s.relation, s.warning_type, s.warning_key, s.share_pct desc
     on conflict (leading_uscc, partner_uscc, relation, warning_type, warning_key) do nothing
-"""
+""")
 
 # High-risk partner: graded D or E in the new publication, or a signal of base level 3 or more on the date.
-SUMMARY = """
+SUMMARY = sql.SQL("""
 with high_risk as (
-    select distinct s.partner_uscc from marts.fct_supply_chain_signals s
+    select distinct s.partner_uscc from {marts}.fct_supply_chain_signals s
       join publication.warning_types t using (warning_type)
      where s.evaluation_date = %(d)s and t.base_level >= 3
 )
@@ -223,54 +225,57 @@ select %(p)s, %(d)s, l.leading_uscc, count(distinct l.partner_uscc),
        count(distinct l.partner_uscc) filter (where e.grade in ('D', 'E') or h.partner_uscc is not null),
        (select count(*) from publication.supply_chain_risk_warnings w
          where w.leading_uscc = l.leading_uscc and w.detected_on = %(d)s)
-  from marts.fct_supply_chain_links l
+  from {marts}.fct_supply_chain_links l
   left join publication.enterprise_evaluation e on e.publication_id = %(p)s and e.uscc = l.partner_uscc
   left join high_risk h on h.partner_uscc = l.partner_uscc
  where l.evaluation_date = %(d)s
  group by l.leading_uscc
-"""
+""")
 
 # The credit office's objection deadlines (第十四条) as of the published date: the whole list is replaced.
-OBJECTION_SLA = ("delete from publication.objection_sla", """
+OBJECTION_SLA = (sql.SQL("delete from publication.objection_sla"), sql.SQL("""
 insert into publication.objection_sla
-       (objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue)
-select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue
-  from marts.fct_objection_sla where evaluation_date = %(d)s
-""")
+       (objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue,
+        deadline_confirmed)
+select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue,
+       deadline_confirmed
+  from {marts}.fct_objection_sla where evaluation_date = %(d)s
+"""))
 
 # The night's unresolved references for the credit office (a re-evaluation keeps the current publication's).
 # A uscc field is checked at load by its GB 32100 check character only, which one resident ID number in 31
 # passes: a reference that looks like one (region, birth date, sequence, check) is withheld.
-UNRESOLVED = r"""
+UNRESOLVED = sql.SQL(r"""
 insert into publication.unresolved_references
        (publication_id, evaluation_date, resource, record_key, reference, reason, detail)
 select %(p)s, evaluation_date, resource, record_key,
-       case when reference ~ '[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dXx]'
+       case when reference ~ '[1-9]\d{{5}}(18|19|20)\d{{2}}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{{3}}[\dXx]'
             then '(withheld: looks like a resident ID number)' else reference end,
        reason, detail
-  from marts.fct_unresolved_references where evaluation_date = %(d)s and %(usccs)s::text[] is null
+  from {marts}.fct_unresolved_references where evaluation_date = %(d)s and %(usccs)s::text[] is null
 union all
 select %(p)s, evaluation_date, resource, record_key, reference, reason, detail
   from publication.unresolved_references where publication_id = %(c)s and %(usccs)s::text[] is not null
-"""
+""")
 
-# statements -> the marts they read
-MONITORING = {(NOTICES,): ("fct_rights_decisions",),
-              OBJECTION_SLA: ("fct_objection_sla",),
-              (WARNINGS,): ("fct_supply_chain_links", "fct_supply_chain_signals"),
-              (SUMMARY,): ("fct_supply_chain_links", "fct_supply_chain_signals"),
-              (UNRESOLVED,): ("fct_unresolved_references",)}
+# (statements, the marts they read from the schema {marts})
+MONITORING = (((NOTICES,), ("fct_rights_decisions",)),
+              (OBJECTION_SLA, ("fct_objection_sla",)),
+              ((WARNINGS,), ("fct_supply_chain_links", "fct_supply_chain_signals")),
+              ((SUMMARY,), ("fct_supply_chain_links", "fct_supply_chain_signals")),
+              ((UNRESOLVED,), ("fct_unresolved_references",)))
 
 
 def _monitor(conn: psycopg.Connection, publication_id: int, previous_id: int | None, evaluation_date: dt.date,
-             usccs: list[str] | None = None) -> None:
-    """Write the publication's notices, new warnings and summary (a step whose marts were not built is
-    skipped with a warning: a project without the notices/supply_chain models)."""
+             usccs: list[str] | None = None, marts_schema: str = "marts") -> None:
+    """Write the publication's notices, new warnings and summary from the marts in ``marts_schema`` (a step
+    whose marts were not built is skipped with a warning: a project without the notices/supply_chain models)."""
     params = {"p": publication_id, "c": previous_id, "d": evaluation_date, "usccs": usccs}
-    for statements, marts in MONITORING.items():
-        missing = [m for m in marts if conn.execute("select to_regclass(%s)", (f"marts.{m}",)).fetchone()[0] is None]
+    for statements, marts in MONITORING:
+        missing = [m for m in marts if conn.execute("select to_regclass(%s)", (f"{marts_schema}.{m}",)).fetchone()[0]
+                   is None]
         if missing:
             log.warning("publication %s: marts %s not built; step skipped", publication_id, ", ".join(missing))
             continue
         for statement in statements:
-            conn.execute(statement, params)
+            conn.execute(statement.format(marts=sql.Identifier(marts_schema)), params)

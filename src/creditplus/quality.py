@@ -98,9 +98,15 @@ def check_feed(evaluation_date: dt.date | str, *, warehouse_url: str | None = No
 
 
 def check_marts(evaluation_date: dt.date | str, *, warehouse_url: str | None = None, run_id: str,
-                thresholds: Mapping | None = None) -> GateResult:
-    """Gate after dbt, before publication: suites ``staging`` and ``marts`` of evaluation date D."""
-    return _gate("marts", evaluation_date, warehouse_url, run_id, thresholds)
+                thresholds: Mapping | None = None, schema_suffix: str = "") -> GateResult:
+    """Gate after dbt, before publication: suites ``staging`` and ``marts`` of evaluation date D (in the
+    schemas ``staging<schema_suffix>`` and ``marts<schema_suffix>``: a re-evaluation builds aside)."""
+    return _gate("marts", evaluation_date, warehouse_url, run_id, thresholds, schema_suffix)
+
+
+def data_docs_dir() -> Path:
+    """Where the Data Docs site is rendered (its ``index.html`` lists every run)."""
+    return config.home() / "data_docs"
 
 
 def load_thresholds(overrides: Mapping | None = None) -> dict:
@@ -115,7 +121,7 @@ def load_thresholds(overrides: Mapping | None = None) -> dict:
 
 
 # ------------------------------------------------------------------ the run
-def _gate(gate: str, evaluation_date, warehouse_url, run_id: str, overrides) -> GateResult:
+def _gate(gate: str, evaluation_date, warehouse_url, run_id: str, overrides, schema_suffix: str = "") -> GateResult:
     started = time.perf_counter()
     day = dt.date.fromisoformat(str(evaluation_date))
     thresholds = load_thresholds(overrides)
@@ -125,7 +131,7 @@ def _gate(gate: str, evaluation_date, warehouse_url, run_id: str, overrides) -> 
     with warehouse.connect(target) as conn:
         published = conn.execute("select to_regclass('publication.enterprise_evaluation') is not null"
                                  " and to_regclass('audit.publications') is not null").fetchone()[0]
-        suites = suites_module.build(gate, thresholds, published=published)
+        suites = suites_module.build(gate, thresholds, published=published, suffix=schema_suffix)
         queries = {s.name: _metrics_query(s, run_id).as_string(conn) for s in suites}
     measured = _measure_all(target, suites, day, run_id)
     measured_at = time.perf_counter()
@@ -220,7 +226,7 @@ def _validate(target: str, gate: str, suites, queries: dict[str, str], run_id: s
     from sqlalchemy.engine import make_url
 
     _quiet_gx()
-    docs_dir = config.home() / "data_docs"
+    docs_dir = data_docs_dir()
     stores = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
     # Validation results persist beside the site, so its index lists every night's runs.
     stores.stores[stores.validation_results_store_name]["store_backend"] = {

@@ -1,11 +1,13 @@
 """Re-evaluation of some enterprises between nights (第十四条–第十六条): ``credit_reevaluation``.
 
 An upheld objection, an approved credit repair or a confirmed self-report that reaches the warehouse
-after the night's publication is taken in without waiting for the next night: dbt rebuilds the marts
-for the current publication's evaluation date D (same knowledge cutoff, so what arrived late for D
-counts, a decision dated after D waits for the night of its date), they pass the same quality gate,
-and ``publish.republish`` makes a new current publication with just the named enterprises' rows
-replaced, writing notices and warnings in the same transaction. A code that is malformed or names no
+after the night's publication is taken in without waiting for the next night: dbt rebuilds what
+publication reads for the current publication's evaluation date D (same knowledge cutoff, so what
+arrived late for D counts, a decision dated after D waits for the night of its date) aside, in the
+schemas ``staging_reevaluation``, ``intermediate_reevaluation`` and ``marts_reevaluation``, so a
+nightly build running at the same time never reads or loses a table of it; they pass the same
+quality gate, and ``publish.republish`` makes a new current publication with just the named
+enterprises' rows replaced, writing notices and warnings in the same transaction. A code that is malformed or names no
 enterprise the warehouse received fails the trigger before anything is touched.
 """
 from __future__ import annotations
@@ -18,7 +20,9 @@ from creditplus.errors import UserError
 from creditplus.validation import is_valid_uscc
 
 # What publication reads (dbt_runner.build leaves the dbt unit tests out: they check logic, not data).
-SELECT = "+fct_enterprise_evaluation +fct_indicator_score +path:models/supply_chain +path:models/notices"
+SELECT = ("+fct_enterprise_evaluation +fct_indicator_score +path:models/supply_chain +path:models/notices"
+          " +path:models/rights")
+SCHEMA_SUFFIX = "_reevaluation"  # the re-evaluation's own schemas: staging_reevaluation, ...
 # Updated (with extra {"usccs": [...]}) by whatever loads rights decisions; schedules credit_reevaluation.
 RIGHTS_DECISIONS_ASSET = "creditplus://warehouse/rights_decisions"
 
@@ -61,9 +65,13 @@ def validate(usccs: Iterable[str], *, warehouse_url: str | None = None) -> tuple
     return current[0], usccs
 
 
-def build_marts(evaluation_date: dt.date, *, warehouse_url: str | None = None) -> None:
-    """``dbt build`` of what publication reads for D, with its data tests (without the unit tests)."""
-    dbt_runner.build(evaluation_date, warehouse_url=warehouse_url, select=SELECT)
+def build_marts(evaluation_date: dt.date, *, warehouse_url: str | None = None,
+                schema_suffix: str = SCHEMA_SUFFIX) -> None:
+    """``dbt build`` of what publication reads for D, with its data tests (without the unit tests), into
+    the schemas ``staging<schema_suffix>``, ``intermediate<...>``, ``marts<...>``: the re-evaluation's by
+    default, the nightly's with ``schema_suffix=""``."""
+    dbt_runner.build(evaluation_date, warehouse_url=warehouse_url, select=SELECT,
+                     vars={"schema_suffix": schema_suffix} if schema_suffix else None)
 
 
 def reevaluate(usccs: Iterable[str], *, warehouse_url: str | None = None, run_id: str) -> int:
@@ -72,5 +80,5 @@ def reevaluate(usccs: Iterable[str], *, warehouse_url: str | None = None, run_id
 
     evaluation_date, usccs = validate(usccs, warehouse_url=warehouse_url)
     build_marts(evaluation_date, warehouse_url=warehouse_url)
-    quality.check_marts(evaluation_date, warehouse_url=warehouse_url, run_id=run_id)
-    return publish.republish(usccs, warehouse_url=warehouse_url, run_id=run_id)
+    quality.check_marts(evaluation_date, warehouse_url=warehouse_url, run_id=run_id, schema_suffix=SCHEMA_SUFFIX)
+    return publish.republish(usccs, warehouse_url=warehouse_url, run_id=run_id, marts_schema="marts" + SCHEMA_SUFFIX)

@@ -99,3 +99,6 @@ create table if not exists publication.objection_sla (
     working_days_used integer not null,
     overdue boolean not null
 );
+-- false when due_on was counted over provisional calendar days; rows published before the column existed
+-- count as unconfirmed until the next publication replaces them.
+alter table publication.objection_sla add column if not exists deadline_confirmed boolean not null default false;

@@ -106,7 +106,8 @@ select leading_uscc, partners, share_weighted_score, high_risk_partners, new_war
   from publication.current_supply_chain_summary;
 
 create or replace view credit_office.objection_sla with (security_barrier) as
-select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue
+select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue,
+       deadline_confirmed
   from publication.objection_sla;
 
 create or replace view credit_office.unresolved_references with (security_barrier) as
