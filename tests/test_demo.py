@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from creditplus import config
+from creditplus.platform.generator import VERSION as GENERATOR_VERSION
 
 CLI = str(Path(sys.executable).with_name("creditplus"))
 
@@ -40,7 +41,7 @@ def test_demo_grades_yesterday_on_embedded_defaults(demo_home):
         assert f"credit_nightly {yesterday}: success" in out
         assert "demo: generated" in out and "the simulator is stopped" in out
         datasets = list((demo_home / "demo").iterdir())
-        assert [d.name for d in datasets] == [f"city-40e-seed42-5y-{yesterday}"]
+        assert [d.name for d in datasets] == [f"city-40e-seed42-5y-{yesterday}-v{GENERATOR_VERSION}"]
 
         url = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("warehouse:"))
         assert url.endswith("/creditplus_demo") and "127.0.0.1" in url
