@@ -106,8 +106,7 @@ def _raw_checks(res: R.Resource, t: dict) -> sql.Composable:
         elif f.kind in (R.MONEY, R.SIGNED_MONEY):  # a number (signed: a profit may be a loss), and plausible
             number = sql.Literal(r"^%s[0-9]+(\.[0-9]+)?$" % ("-?" if f.kind == R.SIGNED_MONEY else ""))
             amounts.append(sql.SQL("{} !~ {}").format(value, number))
-            implausible.append(sql.SQL("case when {0} ~ {1} then abs({0}::numeric) > %(max_amount)s end"
-                                       ).format(value, number))
+            implausible.append(sql.SQL("{} ~ %(implausible_amount)s").format(value))
         elif f.kind == R.COUNT:
             amounts.append(sql.SQL("{} !~ '^[0-9]+$'").format(value))
         elif f.kind == R.DATE:
@@ -184,12 +183,14 @@ left join tonight using (resource) left join history using (resource) left join 
               "raw versions with a wrong format or check character"),
         _none("amounts_not_negative", "invalid_amounts", CRITICAL, "raw money amounts and counts of D that are "
               "not non-negative numbers (a profit: not a number)"),
-        _none("amounts_plausible", "implausible_amounts", WARNING, "raw money amounts of D whose size exceeds "
-              "thresholds' max_amount (a unit or digit error)"),
+        _none("amounts_plausible", "implausible_amounts", WARNING, "raw money amounts of D with more integer "
+              "digits than thresholds' max_amount_digits (a unit or digit error)"),
         _none("event_dates_not_future", "future_dates", WARNING, "raw dates of D after D (periods' ends excepted)"),
         _none("dates_not_too_early", "early_dates", WARNING, "raw dates of D before thresholds' earliest_date"),
     )
-    return Suite("feed", measure, FEED_METRICS, expectations, t)
+    # A money amount with more integer digits than max_amount_digits (a regular expression: no cast per row).
+    implausible = rf"^-?[0-9]{{{t['max_amount_digits'] + 1},}}"
+    return Suite("feed", measure, FEED_METRICS, expectations, {**t, "implausible_amount": implausible})
 
 
 # ------------------------------------------------------------------ staging (after dbt)

@@ -140,6 +140,19 @@ def test_importing_the_gate_does_not_import_great_expectations():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
+def test_stored_validation_results_are_pruned_to_the_newest(tmp_path):
+    """The Data Docs index renders from the stored results: only the newest are kept (the warehouse keeps all)."""
+    for night in range(5):
+        result = tmp_path / "feed" / f"night-{night}" / "20261127T000000Z" / "warehouse-feed.json"
+        result.parent.mkdir(parents=True)
+        result.write_text("{}")
+        os.utime(result, (night * 86400, night * 86400))
+    (tmp_path / ".ge_store_backend_id").write_text("id")
+    quality._prune(tmp_path, 3)
+    assert sorted(p.parents[1].name for p in tmp_path.glob("*/*/*/*.json")) == ["night-2", "night-3", "night-4"]
+    assert (tmp_path / ".ge_store_backend_id").exists()
+
+
 def test_thresholds_file_defaults_and_overrides():
     defaults = quality.load_thresholds()
     assert defaults["feed"]["quarantine_critical_rate"] == 0.25 and defaults["marts"]["grade_moved_critical_share"] == 0.2

@@ -4,9 +4,9 @@
 Each measures the night once in SQL (``audit.quality_metrics``), validates the measurements
 with GX Core (one ephemeral context, one PostgreSQL datasource, one query asset per suite),
 stores every expectation result in ``audit.quality_results``, renders Data Docs under
-``config.home()/data_docs`` (GX's validation results kept in ``config.home()/gx_validations``,
-so the index lists every run) and raises ``QualityGateError`` when a critical expectation fails;
-failed warnings are logged and returned. The suites live in ``expectations/suites.py``, their
+``config.home()/data_docs`` (GX's validation results kept in ``config.home()/gx_validations``, so
+the index lists the recent runs, the newest ``DOCS_KEEP_RESULTS``) and raises ``QualityGateError``
+when a critical expectation fails; failed warnings are logged and returned. The suites live in ``expectations/suites.py``, their
 limits in ``expectations/thresholds.toml``; both are read when a gate runs, never at import.
 """
 from __future__ import annotations
@@ -34,6 +34,9 @@ THRESHOLDS_FILE = config.EXPECTATIONS_DIR / "thresholds.toml"
 SUITES_FILE = config.EXPECTATIONS_DIR / "suites.py"
 DOCS_SITE = "creditplus"
 MEASURE_WORK_MEM = "256MB"
+# Validation results the Data Docs index lists (3 suites a night: two months); older ones are pruned so that
+# rendering stays as fast on the 500th night as on the first. audit.quality_results keeps every result.
+DOCS_KEEP_RESULTS = 180
 
 
 class QualityGateError(RuntimeError):
@@ -226,11 +229,12 @@ def _validate(target: str, gate: str, suites, queries: dict[str, str], run_id: s
     from sqlalchemy.engine import make_url
 
     _quiet_gx()
-    docs_dir = data_docs_dir()
+    docs_dir, results_dir = data_docs_dir(), config.home() / "gx_validations"
+    _prune(results_dir, DOCS_KEEP_RESULTS)
     stores = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
-    # Validation results persist beside the site, so its index lists every night's runs.
+    # Validation results persist beside the site, so its index lists the recent nights' runs.
     stores.stores[stores.validation_results_store_name]["store_backend"] = {
-        "class_name": "TupleFilesystemStoreBackend", "base_directory": str(config.home() / "gx_validations")}
+        "class_name": "TupleFilesystemStoreBackend", "base_directory": str(results_dir)}
     context = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
         store_backend_defaults=stores, progress_bars=ProgressBarsConfig(globally=False),
         data_docs_sites={DOCS_SITE: {
@@ -251,6 +255,13 @@ def _validate(target: str, gate: str, suites, queries: dict[str, str], run_id: s
     run = checkpoint.run(run_id=gx.RunIdentifier(run_name=run_id))
     results = [(suite_result.suite_name, r) for suite_result in run.run_results.values() for r in suite_result.results]
     return results, docs_dir / "index.html"
+
+
+def _prune(results_dir: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest stored validation results (one JSON file each)."""
+    stored = sorted(results_dir.glob("*/*/*/*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in stored[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def _outcome(suite: str, result, measured: dict[str, dict]) -> Outcome:
