@@ -311,8 +311,8 @@ def test_a_reevaluation_refuses_marts_a_night_has_replaced_and_changes_nothing(u
     build_marts(url, D1)
     publish(D1, warehouse_url=url, run_id="run-1")
     before = query(url, "select * from gov_share.enterprise_evaluation order by uscc")
-    build_marts(url, D2)  # the next night rebuilt the marts after the re-evaluation's gate
-    with pytest.raises(PublicationError, match="marts.fct_enterprise_evaluation no longer holds 2026-11-24"):
+    build_marts(url, D2)  # marts rebuilt for another date after the re-evaluation's gate: its enterprises must not vanish
+    with pytest.raises(PublicationError, match="marts.fct_enterprise_evaluation has no rows for 2026-11-24"):
         republish([A], warehouse_url=url, run_id="re-1")
     assert query(url, "select * from gov_share.enterprise_evaluation order by uscc") == before
     assert query(url, "select count(*) from audit.publications") == [(1,)]

@@ -65,13 +65,6 @@ def republish(usccs: Collection[str], *, warehouse_url: str | None = None, run_i
         if previous is None:
             raise PublicationError("nothing is published yet; run the nightly evaluation first")
         current_id, evaluation_date = previous
-        # Marts rebuilt for another date since the re-evaluation's gate would make its enterprises look
-        # gone: refuse rather than drop them.
-        mart = sql.Identifier(marts_schema, "fct_enterprise_evaluation")
-        if not conn.execute(sql.SQL("select exists (select 1 from {} where evaluation_date = %s)").format(mart),
-                            (evaluation_date,)).fetchone()[0]:
-            raise PublicationError(f"{marts_schema}.fct_enterprise_evaluation no longer holds {evaluation_date} (rebuilt "
-                                   "for another date): nothing republished; trigger the re-evaluation again")
         publication_id = _new_publication(conn, evaluation_date, run_id, published_by, marts_schema)
         counts = {table: _copy(conn, table, publication_id, evaluation_date, usccs, marts_schema)
                   + _carry(conn, table, publication_id, current_id, usccs) for table in SOURCES}

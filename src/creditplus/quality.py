@@ -6,8 +6,9 @@ with GX Core (one ephemeral context, one PostgreSQL datasource, one query asset 
 stores every expectation result in ``audit.quality_results``, renders Data Docs under
 ``config.home()/data_docs`` (GX's validation results kept in ``config.home()/gx_validations``, so
 the index lists the recent runs, the newest ``DOCS_KEEP_RESULTS``) and raises ``QualityGateError``
-when a critical expectation fails; failed warnings are logged and returned. The suites live in ``expectations/suites.py``, their
-limits in ``expectations/thresholds.toml``; both are read when a gate runs, never at import.
+when a critical expectation fails; failed warnings are logged and returned. The suites live in
+``expectations/suites.py``, their limits in ``expectations/thresholds.toml``; both are read when a
+gate runs, never at import.
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def check_marts(evaluation_date: dt.date | str, *, warehouse_url: str | None = N
 
 
 def data_docs_dir() -> Path:
-    """Where the Data Docs site is rendered (its ``index.html`` lists every run)."""
+    """Where the Data Docs site is rendered (its ``index.html`` lists the recent runs)."""
     return config.home() / "data_docs"
 
 
