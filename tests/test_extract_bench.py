@@ -40,4 +40,5 @@ def test_score_bench_prints_two_nights_with_their_gates(warehouse_url, pg_server
     gates = re.findall(r"quality gate (feed|marts) .*: 0 critical failure\(s\)", out)
     assert gates == ["feed", "marts"] * 2, out  # both nights pass both gates
     assert len(re.findall(r"all suites +\d+\.\d\d s = \d+% of the dbt build", out)) == 2, out
+    assert len(re.findall(r"publication \d+\.\d\d s", out)) == 2, out
     assert bench_databases(pg_server) == before

@@ -8,7 +8,8 @@ after it. On the same warehouse:
 
 * floor: decoding every record of night 1 once (``sum(octet_length(record::text))`` over each raw table);
 * each night: the feed gate, ``dbt build`` (seeds, models, data tests; the unit tests run in the test
-  suite) and the marts gate, as ``credit_nightly`` runs them (the history tables grow only by what changed);
+  suite), the marts gate and the publication, as ``credit_nightly`` runs them (the history tables grow
+  only by what changed; night 2's grade movement is measured against night 1's publication);
 * row counts of the archive, the marts and the history.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from creditplus import config, dbt_runner, load, quality, warehouse
+from creditplus import config, dbt_runner, load, publish, quality, warehouse
 from creditplus.bench.extract import END_DATE, cached_dataset, scratch_database
 from creditplus.resources import RESOURCES
 
@@ -98,11 +99,13 @@ def gate(check, day: dt.date, url: str) -> quality.GateResult:
 
 
 def night(url: str, day: dt.date) -> dict:
-    """The feed gate, the dbt build and the marts gate of night D, timed."""
+    """The feed gate, the dbt build, the marts gate (its grade movement measured against the previous
+    night's publication) and the publication of night D, timed."""
     feed = gate(quality.check_feed, day, url)
     build = _timed(dbt_runner.build, day, warehouse_url=url)
     marts = gate(quality.check_marts, day, url)
-    return {"day": day, "build": build, "gates": (feed, marts), "rows": counts(url, COUNTED)}
+    published = _timed(publish.publish, day, warehouse_url=url, run_id=f"bench-{day}") if marts.passed else None
+    return {"day": day, "build": build, "gates": (feed, marts), "published": published, "rows": counts(url, COUNTED)}
 
 
 def print_night(n: int, result: dict) -> None:
@@ -117,6 +120,8 @@ def print_night(n: int, result: dict) -> None:
               f"failure(s), {len(g.warnings)} warning(s)")
     print(f"    all suites {gates_s:7.2f} s = {share:.0%} of the dbt build "
           f"({'within' if share <= TARGET_GATE_SHARE else 'ABOVE'} the {TARGET_GATE_SHARE:.0%} target)")
+    published = f"{result['published']:.2f} s" if result["published"] is not None else "not published (gate failed)"
+    print(f"    publication {published}")
 
 
 def main(args) -> int:
