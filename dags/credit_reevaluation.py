@@ -59,7 +59,7 @@ def credit_reevaluation():
         from creditplus import publish
 
         return publish.republish(target["usccs"], warehouse_url=orchestration.warehouse_url(), run_id=run_id,
-                                 marts_schema="marts" + reevaluation.SCHEMA_SUFFIX)
+                                 schema_suffix=reevaluation.SCHEMA_SUFFIX)
 
     target = validate()
     rescore(target) >> gate(target) >> republish(target)

@@ -151,12 +151,11 @@ def summary(conn, day: dt.date) -> dict:
         ).fetchall()
         result["grades"] = {grade: count for grade, count in rows}
     if conn.execute("select 1 from audit.publications where is_current and evaluation_date = %s", (day,)).fetchone():
-        result["overdue_objections"] = [oid for (oid,) in conn.execute(
-            "select objection_id from publication.objection_sla"
-            " where overdue and status in ('submitted', 'processing') order by objection_id")]
-        result["unconfirmed_deadlines"] = [oid for (oid,) in conn.execute(
-            "select objection_id from publication.objection_sla"
-            " where not deadline_confirmed and status in ('submitted', 'processing') order by objection_id")]
+        open_objections = conn.execute(
+            "select objection_id, overdue, deadline_confirmed from publication.objection_sla"
+            " where status in ('submitted', 'processing') order by objection_id").fetchall()
+        result["overdue_objections"] = [oid for oid, overdue, _ in open_objections if overdue]
+        result["unconfirmed_deadlines"] = [oid for oid, _, confirmed in open_objections if not confirmed]
     return result
 
 

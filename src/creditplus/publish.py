@@ -55,11 +55,11 @@ def publish(evaluation_date: dt.date, *, warehouse_url: str | None = None, run_i
 
 
 def republish(usccs: Collection[str], *, warehouse_url: str | None = None, run_id: str,
-              published_by: str = "credit_reevaluation", marts_schema: str = "marts") -> int:
+              published_by: str = "credit_reevaluation", schema_suffix: str = "") -> int:
     """A new current publication of the current evaluation date: the current rows, with the rows of
-    ``usccs`` replaced by those of the marts in ``marts_schema`` (a re-evaluation builds its own; an
-    enterprise no longer in the marts is dropped); return its id."""
-    usccs = sorted(set(usccs))
+    ``usccs`` replaced by those of the marts in ``marts<schema_suffix>`` (a re-evaluation builds its own;
+    an enterprise no longer in the marts is dropped); return its id."""
+    usccs, marts_schema = sorted(set(usccs)), "marts" + schema_suffix
     with warehouse.connect(warehouse_url) as conn, conn.transaction():
         previous = _lock_current(conn)
         if previous is None:

@@ -81,4 +81,4 @@ def reevaluate(usccs: Iterable[str], *, warehouse_url: str | None = None, run_id
     evaluation_date, usccs = validate(usccs, warehouse_url=warehouse_url)
     build_marts(evaluation_date, warehouse_url=warehouse_url)
     quality.check_marts(evaluation_date, warehouse_url=warehouse_url, run_id=run_id, schema_suffix=SCHEMA_SUFFIX)
-    return publish.republish(usccs, warehouse_url=warehouse_url, run_id=run_id, marts_schema="marts" + SCHEMA_SUFFIX)
+    return publish.republish(usccs, warehouse_url=warehouse_url, run_id=run_id, schema_suffix=SCHEMA_SUFFIX)
