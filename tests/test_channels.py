@@ -9,7 +9,7 @@ import pytest
 from psycopg import sql
 
 from creditplus import channels, config, warehouse
-from test_publish import ENTERPRISES, GRADES, D2, A, B, published_warehouse, query
+from test_publish import ENTERPRISES, GRADES, D1, D2, A, B, published_warehouse, query
 
 RESIDENT_ID = re.compile(r"[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
 PERSONAL_COLUMNS = {"legal_rep_id_no", "subject_id", "id_no", "subject_type"}
@@ -19,6 +19,8 @@ FORBIDDEN = ("raw.enterprises", "audit.publications", "audit.load_runs", "stagin
              "publication.indicator_score", "publication.current_enterprise_evaluation",
              "publication.regulator_notifications", "publication.supply_chain_summary",
              "publication.unresolved_references")
+# Schemas that are not PostgreSQL's own.
+PROJECT_SCHEMAS = "select oid from pg_namespace where nspname !~ '^pg_' and nspname <> 'information_schema'"
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +40,34 @@ def assert_reads_only_its_channel(conn: psycopg.Connection, ch: channels.Channel
     """``conn`` (autocommit, acting as a member of ``ch.role``) reads its views and nothing else sampled."""
     for name in view_names(ch):
         conn.execute(sql.SQL("select * from {} limit 1").format(relation(name))).fetchall()
-    others = [view_names(o)[0] for o in channels.CHANNELS if o is not ch]
+    others = [name for o in channels.CHANNELS if o is not ch for name in view_names(o)]
     for name in (*FORBIDDEN, *others):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(sql.SQL("select * from {} limit 1").format(relation(name))).fetchall()
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(sql.SQL("create table {}.t (x int)").format(sql.Identifier(ch.name)))
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute("create table public.t (x int)")
+    for create in (sql.SQL("create table {}.t (x int)").format(sql.Identifier(ch.name)),
+                   "create table public.t (x int)", "create temp table t (x int)",
+                   "create function pg_temp.f() returns int language sql as 'select 1'"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(create)
+
+
+def channel_rows(conn: psycopg.Connection, ch: channels.Channel) -> dict[str, list[tuple]]:
+    """Every row of ``ch``'s views as ``conn`` reads them (the portal's session set to enterprise A)."""
+    conn.execute("select set_config(%s, %s, false)", (channels.PORTAL_USCC_SETTING, A))
+    return {name: sorted(conn.execute(sql.SQL("select * from {}").format(relation(name))).fetchall(), key=repr)
+            for name in view_names(ch)}
+
+
+def leak_probe(conn: psycopg.Connection, role: str) -> list[str]:
+    """Make ``pg_temp.peek(text)`` (true, raising its argument as a notice) as the session user, executable by
+    ``role`` (which may create no function itself), then act as ``role``; the list of notices seen."""
+    seen: list[str] = []
+    conn.add_notice_handler(lambda diag: seen.append(diag.message_primary))
+    conn.execute("create function pg_temp.peek(text) returns boolean language plpgsql cost 0.0000001"
+                 " as $$ begin raise notice '%', $1; return true; end $$")
+    conn.execute(sql.SQL("grant execute on function pg_temp.peek(text) to {}").format(sql.Identifier(role)))
+    conn.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+    return seen
 
 
 def test_every_view_has_the_registry_columns_in_order(url):
@@ -94,6 +116,9 @@ def test_data_dictionary_is_generated_from_the_registry():
         for v in ch.views:
             assert f"### `{ch.name}.{v.name}`" in text
             assert all(f"| `{col}` |" in text for col in v.all_columns)
+            for col in v.all_columns:  # in Chinese and in English
+                _, zh, en = channels.COLUMNS[col]
+                assert re.search(r"[\u4e00-\u9fff]", zh) and re.search(r"[A-Za-z]{3}", en), col
 
 
 @pytest.mark.parametrize("ch", channels.CHANNELS, ids=lambda c: c.name)
@@ -101,20 +126,48 @@ def test_group_role_reads_its_own_views_only(url, ch):
     assert query(url, "select rolcanlogin, rolsuper, rolbypassrls from pg_roles where rolname = %s",
                  (ch.role,)) == [(False, False, False)]
     with warehouse.connect(url, autocommit=True) as conn:
+        expected = channel_rows(conn, ch)  # as the owner
+        assert all(expected.values()), expected
         conn.execute(sql.SQL("set role {}").format(sql.Identifier(ch.role)))
+        assert channel_rows(conn, ch) == expected
         assert_reads_only_its_channel(conn, ch)
 
 
+def test_each_role_may_use_its_own_schema_and_connect_only(url):
+    privileges = f"""
+        select (select array_agg(nspname::text order by nspname) from pg_namespace
+                 where oid in ({PROJECT_SCHEMAS}) and has_schema_privilege(%(role)s, oid, 'usage')),
+               (select bool_or(has_schema_privilege(%(role)s, oid, 'create')) from pg_namespace
+                 where oid in ({PROJECT_SCHEMAS})),
+               has_database_privilege(%(role)s, current_database(), 'connect'),
+               has_database_privilege(%(role)s, current_database(), 'temporary'),
+               (select rolcanlogin or rolbypassrls from pg_roles where rolname = %(role)s)"""
+    for ch in channels.CHANNELS:
+        assert query(url, privileges, {"role": ch.role}) == [([ch.name], False, True, False, False)], ch.role
+    # the owner of enterprise_self's view reads publication, but nobody logs in as it nor connects with it
+    assert query(url, privileges, {"role": channels.PORTAL_OWNER}) == [(["publication"], False, False, False, False)]
+
+
 def test_public_has_no_privileges_on_channels_or_publication(url):
-    granted = query(url, """
-        select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-         where n.nspname = any(%(schemas)s) and exists (select from aclexplode(c.relacl) a where a.grantee = 0)
+    """PUBLIC holds nothing, granted or by PostgreSQL's defaults (acldefault), on the database, the project's
+    schemas, relations and functions, nor by a default privilege."""
+    public = "exists (select from aclexplode(coalesce({acl}, acldefault({kind}, {owner}))) a where a.grantee = 0)"
+    granted = query(url, f"""
+        select 'database', datname::text from pg_database
+         where datname = current_database() and {public.format(acl="datacl", kind="'d'", owner="datdba")}
         union all
-        select nspname, null from pg_namespace
-         where nspname = any(%(schemas)s) and exists (select from aclexplode(nspacl) a where a.grantee = 0)""",
-                    {"schemas": [ch.name for ch in channels.CHANNELS] + ["publication", "audit", "raw"]})
+        select 'schema', nspname::text from pg_namespace
+         where oid in ({PROJECT_SCHEMAS}) and {public.format(acl="nspacl", kind="'n'", owner="nspowner")}
+        union all
+        select 'relation', oid::regclass::text from pg_class
+         where relnamespace in ({PROJECT_SCHEMAS}) and {public.format(acl="relacl", kind="'r'", owner="relowner")}
+        union all
+        select 'function', oid::regprocedure::text from pg_proc
+         where pronamespace in ({PROJECT_SCHEMAS}) and {public.format(acl="proacl", kind="'f'", owner="proowner")}
+        union all
+        select 'default', defaclobjtype::text from pg_default_acl
+         where exists (select from aclexplode(defaclacl) a where a.grantee = 0)""")
     assert granted == []
-    assert query(url, "select has_schema_privilege('public', 'public', 'create')") == [(False,)]
     # each group role holds exactly SELECT on its own views, nothing on any other relation
     held = query(url, """
         select r.rolname, n.nspname || '.' || c.relname, p.privilege_type
@@ -129,19 +182,22 @@ def test_no_personal_data_reaches_any_channel(url):
     names = {rep for _, rep, *_ in ENTERPRISES.values()}
 
     def scan(rel: str) -> tuple[set[str], set[str], set[str]]:
-        """(columns, resident-ID-like values, legal representatives' names) found in ``rel``."""
+        """(columns, resident-ID-like values, legal representatives' names) found in ``rel``, read with the
+        portal's session set to each enterprise in turn; ``rel`` must have rows."""
+        values: set[str] = set()
         with warehouse.connect(url) as conn:
-            conn.execute("select set_config(%s, %s, false)", (channels.PORTAL_USCC_SETTING, A))
-            cur = conn.execute(sql.SQL("select * from {}").format(relation(rel)))
-            columns = {d.name for d in cur.description}
-            values = {str(v) for row in cur.fetchall() for v in row if v is not None}
+            for uscc in ENTERPRISES:
+                conn.execute("select set_config(%s, %s, false)", (channels.PORTAL_USCC_SETTING, uscc))
+                cur = conn.execute(sql.SQL("select * from {}").format(relation(rel)))
+                columns = {d.name for d in cur.description}
+                values |= {str(v) for row in cur.fetchall() for v in row if v is not None}
+        assert values, f"{rel} has no rows to scan"
         ids = {m.group(0) for v in values for m in RESIDENT_ID.finditer(v)}
         ids |= {p for p in planted if any(p in v for v in values)}
         return columns, ids, {v for v in values if v in names}
 
     assert scan("raw.enterprises")[1] >= planted  # the detector finds them where they are
     assert scan("raw.dishonest_debtors")[1] >= planted
-    assert scan("enterprise_self.evaluation_detail")[0]  # the portal view has rows to scan
     for ch in channels.CHANNELS:
         for name in view_names(ch):
             columns, ids, rep_names = scan(name)
@@ -155,7 +211,7 @@ def test_no_personal_data_reaches_any_channel(url):
 
 def test_enterprise_portal_sees_only_the_uscc_its_session_set(url):
     with warehouse.connect(url, autocommit=True) as conn:
-        conn.execute("set role enterprise_portal")
+        seen = leak_probe(conn, "enterprise_portal")
         detail = "select distinct uscc from enterprise_self.evaluation_detail"
         assert conn.execute(detail).fetchall() == []  # nothing set: nothing seen
         conn.execute("set creditplus.portal_uscc = ''")
@@ -166,13 +222,12 @@ def test_enterprise_portal_sees_only_the_uscc_its_session_set(url):
         assert [(u, g, p, code) for u, g, p, code, _ in rows] == [(A, "A", "A", c) for c in ("B1", "O5", "S3")]
         conn.execute("select set_config('creditplus.portal_uscc', %s, false)", (B,))
         assert conn.execute(detail).fetchall() == [(B,)]
+        # previous_grade: B's grade in the previous publication (D1), as gov_share shows it
+        assert conn.execute("select distinct grade, previous_grade from enterprise_self.evaluation_detail"
+                            ).fetchall() == [(GRADES[D2][B], GRADES[D1][B])] == [("A", "B")]
         # a filter of its own cannot widen the view, nor can a leaky function peek under it
         assert conn.execute("select count(*) from enterprise_self.evaluation_detail where uscc = %s",
                             (A,)).fetchone() == (0,)
-        seen: list[str] = []
-        conn.add_notice_handler(lambda diag: seen.append(diag.message_primary))
-        conn.execute("create function pg_temp.peek(text) returns boolean language plpgsql cost 0.0000001"
-                     " as $$ begin raise notice '%', $1; return true; end $$")
         conn.execute("select * from enterprise_self.evaluation_detail where pg_temp.peek(uscc)").fetchall()
         assert set(seen) == {B}
         for forbidden in ("select * from publication.enterprise_evaluation",
@@ -183,10 +238,48 @@ def test_enterprise_portal_sees_only_the_uscc_its_session_set(url):
 
 def test_a_leaky_function_cannot_see_past_the_xinyidai_filter(url):
     with warehouse.connect(url, autocommit=True) as conn:
-        conn.execute("set role finance_reader")
-        seen: list[str] = []
-        conn.add_notice_handler(lambda diag: seen.append(diag.message_primary))
-        conn.execute("create function pg_temp.peek(text) returns boolean language plpgsql cost 0.0000001"
-                     " as $$ begin raise notice '%', $1; return true; end $$")
+        seen = leak_probe(conn, "finance_reader")
         conn.execute("select * from finance.xinyidai_recommendations where pg_temp.peek(legal_rep_name)").fetchall()
     assert sorted(seen) == sorted(ENTERPRISES[u][1] for u, g in GRADES[D2].items() if g == "A")
+
+
+def test_setup_again_changes_nothing(url):
+    """Setup is idempotent: run again on a published warehouse, it leaves every schema, relation, column,
+    constraint, policy, function, privilege, role and membership, and the published rows, as they were."""
+    roles = [ch.role for ch in channels.CHANNELS] + [channels.PORTAL_OWNER]
+    catalog = {
+        "schemas": f"select nspname, nspowner::regrole::text, nspacl::text from pg_namespace where oid in ({PROJECT_SCHEMAS})",
+        "relations": f"""select oid::regclass::text, relkind, relowner::regrole::text, relacl::text, relrowsecurity,
+                                reloptions::text, case relkind when 'v' then pg_get_viewdef(oid) end,
+                                case relkind when 'i' then pg_get_indexdef(oid) end
+                           from pg_class where relnamespace in ({PROJECT_SCHEMAS})""",
+        "columns": f"""select a.attrelid::regclass::text, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+                              a.attnotnull, a.attacl::text, pg_get_expr(d.adbin, d.adrelid)
+                         from pg_attribute a join pg_class c on c.oid = a.attrelid
+                         left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+                        where c.relnamespace in ({PROJECT_SCHEMAS}) and a.attnum > 0""",
+        "constraints": f"select conrelid::regclass::text, conname, pg_get_constraintdef(oid) from pg_constraint"
+                       f" where connamespace in ({PROJECT_SCHEMAS})",
+        "policies": "select polrelid::regclass::text, polname, polcmd, polpermissive, polroles::regrole[]::text,"
+                    " pg_get_expr(polqual, polrelid) from pg_policy",
+        "functions": f"select oid::regprocedure::text, proowner::regrole::text, proacl::text, prosrc from pg_proc"
+                     f" where pronamespace in ({PROJECT_SCHEMAS})",
+        "defaults": "select defaclrole::regrole::text, defaclnamespace, defaclobjtype, defaclacl::text from pg_default_acl",
+        "database": "select datacl::text from pg_database where datname = current_database()",
+        "roles": "select r.rolname, r.rolcanlogin, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolbypassrls,"
+                 " array(select m.member::regrole::text from pg_auth_members m where m.roleid = r.oid order by 1)"
+                 " from pg_roles r where r.rolname = any(%(roles)s)",
+        "rows": "select (select count(*) from audit.publications), (select count(*) from publication.enterprise_evaluation),"
+                " (select count(*) from publication.indicator_score), (select count(*) from publication.warning_types),"
+                " (select count(*) from publication.regulator_notifications),"
+                " (select count(*) from publication.supply_chain_risk_warnings)",
+    }
+
+    def snapshot() -> dict[str, list[tuple]]:
+        with warehouse.connect(url) as conn:
+            return {name: sorted(conn.execute(q, {"roles": roles}).fetchall(), key=repr) for name, q in catalog.items()}
+
+    before = snapshot()
+    with warehouse.connect(url) as conn:
+        warehouse.setup(conn)
+    assert snapshot() == before

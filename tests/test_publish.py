@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 
 import pytest
 from psycopg import sql
@@ -91,9 +92,38 @@ def unresolved_references(url: str, day: dt.date) -> None:
                      " 'unknown_enterprise', null)", (day, day, ENTERPRISES[A][2]))
 
 
+MONITORING_DDL = """
+create table if not exists marts.fct_rights_decisions (evaluation_date date, source_resource text, source_id text,
+    uscc text, reason text, decided_on date);
+create table if not exists marts.fct_supply_chain_links (evaluation_date date, link_id text, leading_uscc text,
+    partner_uscc text, relation text, share_pct numeric, partner_reg_status text, partner_grade text,
+    partner_total_score integer);
+create table if not exists marts.fct_supply_chain_signals (evaluation_date date, link_id text, leading_uscc text,
+    partner_uscc text, relation text, share_pct numeric, warning_type text, warning_key text, detail text);
+create table if not exists marts.fct_objection_sla (objection_id text, uscc text, submitted_at timestamptz,
+    due_on date, status text, resolved_at timestamptz, working_days_used integer, overdue boolean,
+    deadline_confirmed boolean, evaluation_date date)
+"""
+
+
+def monitoring_marts(url: str, day: dt.date) -> None:
+    """The night's other marts: an objection of B upheld (a regulator notification when B's result changes), A leading
+    C (a warning, another when C's grade falls on D2), B's objection deadline."""
+    with warehouse.connect(url) as conn:
+        conn.execute(MONITORING_DDL)
+        conn.execute("insert into marts.fct_rights_decisions values (%s, 'objections', %s, %s, 'objection_upheld', %s)",
+                     (day, f"OBJ-{day}", B, day))
+        conn.execute("insert into marts.fct_supply_chain_links values (%s, 'L-1', %s, %s, 'upstream', 40, 'active',"
+                     " null, null)", (day, A, C))
+        conn.execute("insert into marts.fct_supply_chain_signals values (%s, 'L-1', %s, %s, 'upstream', 40,"
+                     " 'listed_abnormal_operations', 'AO-1', 'on the abnormal operations list')", (day, A, C))
+        conn.execute("insert into marts.fct_objection_sla values ('OBJ-1', %s, '2026-11-20T10:00:00+08:00',"
+                     " '2026-12-01', 'processing', null, 3, false, true, %s)", (B, day))
+
+
 def published_warehouse(make_database) -> str:
-    """A set-up database where D1 then D2 were published, with dbt-like schemas and personal data upstream
-    (also in an unresolved reference)."""
+    """A set-up database where D1 then D2 were published, with dbt-like schemas, rows in every channel view and
+    personal data upstream (also in an unresolved reference)."""
     url = make_database("cp_publish")
     with warehouse.connect(url) as conn:
         warehouse.setup(conn)
@@ -103,6 +133,7 @@ def published_warehouse(make_database) -> str:
     for day in (D1, D2):
         build_marts(url, day)
         unresolved_references(url, day)
+        monitoring_marts(url, day)
         publish(day, warehouse_url=url, run_id=f"run-{day}")
     return url
 
@@ -236,6 +267,31 @@ def test_a_repeatable_read_reader_sees_one_evaluation_across_a_publication(url):
         assert after == [(D2,)]
 
 
+def test_readers_see_the_previous_publication_until_the_new_one_commits_whole(url):
+    """A publication held half-way (its evaluation rows copied, waiting for the indicator mart) shows nothing of
+    itself; at its commit every channel shows the new date at once."""
+    build_marts(url, D1)
+    publish(D1, warehouse_url=url, run_id="run-1")
+    before = {rel: query(url, f"select * from {rel} order by 1") for rel in ENTERPRISE_VIEWS}
+    build_marts(url, D2)
+    blocked = ("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
+               " and query like 'insert into \"publication\".\"indicator_score\"%%'")
+    with warehouse.connect(url) as blocker:
+        blocker.execute("lock table marts.fct_indicator_score in access exclusive mode")
+        worker = threading.Thread(target=publish, args=(D2,), kwargs={"warehouse_url": url, "run_id": "run-2"})
+        worker.start()
+        deadline = time.monotonic() + 30
+        while query(url, blocked) != [(1,)]:
+            assert time.monotonic() < deadline, "the publication never reached the indicator copy"
+            time.sleep(0.05)
+        assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+        assert {rel: query(url, f"select * from {rel} order by 1") for rel in ENTERPRISE_VIEWS} == before
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D2})}
+    assert query(url, "select evaluation_date from audit.publications where is_current") == [(D2,)]
+
+
 def test_channel_views_survive_dbt_dropping_the_marts_and_do_not_depend_on_them(url):
     build_marts(url, D1)
     publish(D1, warehouse_url=url, run_id="run-1")
@@ -248,17 +304,31 @@ def test_channel_views_survive_dbt_dropping_the_marts_and_do_not_depend_on_them(
     views = {f"{ch.name}.{v.name}" for ch in channels.CHANNELS for v in ch.views}
     present = {f"{s}.{n}" for s, n in query(url, "select table_schema, table_name from information_schema.views")}
     assert views <= present
-    on_marts = query(url, "select distinct v.relname from pg_depend d join pg_rewrite r on r.oid = d.objid"
-                          " join pg_class v on v.oid = r.ev_class join pg_class t on t.oid = d.refobjid"
-                          " where t.relnamespace = 'marts'::regnamespace")
-    assert on_marts == []
+    # what every channel view reads, through any views between: publication and audit relations only
+    schemas = [ch.name for ch in channels.CHANNELS]
+    read = query(url, """
+        with recursive reads(oid) as (
+            select oid from pg_class where relnamespace::regnamespace::text = any(%s)
+            union
+            select d.refobjid from reads r join pg_rewrite w on w.ev_class = r.oid
+              join pg_depend d on d.classid = 'pg_rewrite'::regclass and d.objid = w.oid
+                              and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.oid)
+        select distinct relnamespace::regnamespace::text from pg_class where oid in (select oid from reads)""",
+                 (schemas,))
+    assert {s for (s,) in read} - set(schemas) == {"publication", "audit"}
 
 
 def test_xinyidai_lists_grade_a_only_with_the_legal_representative(url):
     build_marts(url, D2)
+    with warehouse.connect(url) as conn:  # D's total alone would be an A: its cap keeps it off the list
+        conn.execute("update marts.fct_enterprise_evaluation set computed_grade = 'A' where uscc = %s", (D,))
     publish(D2, warehouse_url=url, run_id="run-2")
-    rows = query(url, "select uscc, legal_rep_name, grade from finance.xinyidai_recommendations order by uscc")
+    listed = "select uscc, legal_rep_name, grade from finance.xinyidai_recommendations order by uscc"
+    rows = query(url, listed)
     assert rows == [(u, ENTERPRISES[u][1], "A") for u, g in sorted(GRADES[D2].items()) if g == "A"]
+    with warehouse.connect(url) as conn:
+        conn.execute("set role finance_reader")
+        assert conn.execute(listed).fetchall() == rows
     assert len(rows) == 2 and len(query(url, "select * from finance.enterprise_grades")) == 4
 
 

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from creditplus import config, dbt_runner, load, warehouse
 
@@ -136,6 +137,35 @@ def test_history_stores_changes_and_answers_every_night_and_backfill(acceptance_
     # D+1 differs from D for a few enterprises only (B1 anniversaries, windows): far fewer than a copy
     print(f"history rows: after D {before}, after D+1 and backfill D-6 {after_two_nights}")
     assert after_two_nights[0] < 3 * before[0]
+
+
+def staging_rows(url: str) -> dict[str, list[str]]:
+    with warehouse.connect(url) as conn:
+        tables = [t for (t,) in conn.execute("select table_name from information_schema.tables"
+                                             " where table_schema = 'staging' and table_name like 'stg%' order by 1")]
+        return {t: sorted(map(str, conn.execute(sql.SQL("select * from staging.{}").format(sql.Identifier(t)))))
+                for t in tables}
+
+
+def test_incremental_staging_equals_a_full_rebuild_after_a_backfill_and_a_forward_night(make_database):
+    """Staging decodes only the keys with a newer version; after a backfill (D-400 after D), a forward
+    night and a table left by another definition (stale rows) it holds what a full rebuild holds."""
+    url = fresh_warehouse(make_database)
+    archive(url, CASE / "dataset", "acceptance")
+    dbt_runner.build(D, warehouse_url=url, select="staging")
+    as_of_d = staging_rows(url)
+    for day in (D - dt.timedelta(days=400), D):
+        if day == D:
+            with warehouse.connect(url) as conn:
+                conn.execute("update staging.stg_enterprises set name = 'stale'")
+                conn.execute("comment on table staging.stg_enterprises is 'stg_latest another definition'")
+        dbt_runner.build(day, warehouse_url=url, select="staging")
+        incremental = staging_rows(url)
+        dbt_runner.build(day, warehouse_url=url, select="staging", full_refresh=True)
+        assert incremental == staging_rows(url), f"incremental staging of {day} differs from a full rebuild"
+        if day < D:
+            assert incremental != as_of_d  # the backfill took versions out
+    assert incremental == as_of_d
 
 
 def test_unscorable_records_are_reported_not_scored(make_database):

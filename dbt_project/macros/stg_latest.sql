@@ -1,7 +1,18 @@
 {#- Staging of one raw resource: the latest version of each key with updated_at before the cutoff,
-    fields cast from the record JSONB by their registry types (macro registry(), generated). -#}
+    fields cast from the record JSONB by their registry types (macro registry(), generated).
+
+    Incremental, so a night decodes only the keys that changed, yet any night (rerun, backfill) gives
+    exactly what a full rebuild would: the archive only grows, so the stored version of a key is still
+    the latest before the cutoff unless the archive holds a newer version before it. Before the build
+    (pre-hook stg_prune) rows whose version is not before the cutoff are dropped (a backfill to an
+    earlier date; those keys are then taken again from the archive), and every row is dropped when the
+    table was built by another definition (its comment, set by the post-hook, names the definition). -#}
 {% macro stg_latest(resource_name) -%}
-    {%- set meta = registry()[resource_name] %}
+    {%- set meta = registry()[resource_name] -%}
+    {%- set keys = meta['key'] | join(', ') -%}
+    {{ config(unique_key=meta['key'],
+              pre_hook="{{ stg_prune('" ~ resource_name ~ "') }}",
+              post_hook="comment on table {{ this }} is '" ~ stg_definition(resource_name) ~ "'") }}
 select
     {%- for name, type in meta['fields'].items() %}
     {{ json_field('record', name, type) }} as {{ name }},
@@ -9,18 +20,50 @@ select
     updated_at,
     _load_id
 from (
-    select distinct on ({{ meta['key'] | join(', ') }}) *
+    select distinct on ({{ keys }}) *
     from {{ source('raw', resource_name) }}
     where updated_at < {{ cutoff() }}
-    order by {{ meta['key'] | join(', ') }}, updated_at desc
+    {%- if is_incremental() %}
+      and ({{ keys }}) in (  -- keys with a version newer than the stored one (or none stored)
+        select {{ keys }} from {{ source('raw', resource_name) }} archived
+        where archived.updated_at < {{ cutoff() }}
+          and not exists (select from {{ this }} stored
+                          where {% for k in meta['key'] -%}
+                                stored.{{ k }} = {{ typed('archived.' ~ k, meta['fields'][k]) }} and {% endfor -%}
+                                stored.updated_at >= archived.updated_at))
+    {%- endif %}
+    order by {{ keys }}, updated_at desc
 ) latest
+{%- endmacro %}
+
+{# The definition a staging table was built by: its key and typed columns. #}
+{% macro stg_definition(resource_name) -%}
+    {%- set meta = registry()[resource_name] -%}
+    {%- set columns = [] -%}
+    {%- for name, type in meta['fields'].items() -%}{%- do columns.append(json_field('record', name, type)) -%}{%- endfor -%}
+    stg_latest {{ local_md5((meta['key'] | join(',')) ~ ';' ~ (columns | join(','))) }}
+{%- endmacro %}
+
+{% macro stg_prune(resource_name) -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where updated_at >= {{ cutoff() }}
+       or (select obj_description('{{ this }}'::regclass, 'pg_class'))  -- a subquery: read once, not per row
+          is distinct from '{{ stg_definition(resource_name) }}'
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro json_field(col, name, type) -%}
     {%- if type == 'jsonb' -%} {{ col }} -> '{{ name }}'
-    {%- elif type == 'month' -%} to_date({{ col }} ->> '{{ name }}', 'YYYY-MM')
-    {%- elif type == 'text' -%} {{ col }} ->> '{{ name }}'
-    {%- else -%} ({{ col }} ->> '{{ name }}')::{{ type }}
+    {%- else -%} {{ typed(col ~ " ->> '" ~ name ~ "'", type) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{# A text expression as a registry type. #}
+{% macro typed(text, type) -%}
+    {%- if type == 'month' -%} to_date({{ text }}, 'YYYY-MM')
+    {%- elif type == 'text' -%} {{ text }}
+    {%- else -%} ({{ text }})::{{ type }}
     {%- endif -%}
 {%- endmacro %}
 

@@ -210,6 +210,8 @@ def data_dictionary() -> str:
         "- Every evaluation view reads one publication, the current one (`audit.publications` where "
         "`is_current`, also `publication.current_publication`), switched for all channels in one transaction "
         "by `creditplus.publish.publish`. 所有渠道同时切换到同一次发布。",
+        "- One query always reads one whole publication; a reader whose several queries must agree runs them in one "
+        "`REPEATABLE READ` transaction. 多条查询需读取同一次发布时，请在同一个 REPEATABLE READ 事务中执行。",
         "- The views read `publication.*` tables that dbt never rebuilds, with their owner's rights; a reader "
         "needs only its group role. 读者仅需所属渠道的组角色。",
         f"- The enterprise portal sets the verified uscc per session: `select set_config('{PORTAL_USCC_SETTING}', "

@@ -13,22 +13,26 @@ records as (
         on rp.indicator_code = r.indicator_code and rp.item = r.item
        and rp.model_version = (select model_version from {{ ref('int_scoring_version') }})
     group by r.uscc, r.indicator_code
+),
+known as (  -- band and category points of the features known on D (joined before the grid: 1 M rows, not 2 M)
+    select f.uscc, f.indicator_code, coalesce(b.points, c.points) as points
+    from {{ ref('int_features') }} f
+    left join {{ ref('scoring_bands') }} b
+        on b.model_version = (select model_version from {{ ref('int_scoring_version') }})
+       and b.indicator_code = f.indicator_code
+       and (b.lower_bound is null or f.num >= b.lower_bound * f.den)
+       and (b.upper_bound is null or f.num < b.upper_bound * f.den)
+    left join {{ ref('scoring_categories') }} c
+        on c.model_version = (select model_version from {{ ref('int_scoring_version') }})
+       and c.indicator_code = f.indicator_code and c.category = f.category
+    where f.num is not null or f.category is not null
 )
 select g.uscc, g.model_version, g.indicator_code, g.level1, g.max_points,
-       case g.method
-           when 'band' then case when f.num is null then g.missing_points else b.points end
-           when 'category' then case when f.category is null then g.missing_points else c.points end
-           when 'deduct' then greatest(0, g.max_points - coalesce(r.record_points, 0))
-           when 'bonus' then least(g.max_points, coalesce(r.record_points, 0))
+       case when g.method in ('band', 'category') then case when k.uscc is null then g.missing_points else k.points end
+            when g.method = 'deduct' then greatest(0, g.max_points - coalesce(r.record_points, 0))
+            when g.method = 'bonus' then least(g.max_points, coalesce(r.record_points, 0))
        end as points,
        coalesce(r.under_objection, false) as under_objection
 from grid g
-left join {{ ref('int_features') }} f on f.uscc = g.uscc and f.indicator_code = g.indicator_code
-left join {{ ref('scoring_bands') }} b
-    on g.method = 'band' and b.model_version = g.model_version and b.indicator_code = g.indicator_code
-   and (b.lower_bound is null or f.num >= b.lower_bound * f.den)
-   and (b.upper_bound is null or f.num < b.upper_bound * f.den)
-left join {{ ref('scoring_categories') }} c
-    on g.method = 'category' and c.model_version = g.model_version and c.indicator_code = g.indicator_code
-   and c.category = f.category
+left join known k on k.uscc = g.uscc and k.indicator_code = g.indicator_code
 left join records r on r.uscc = g.uscc and r.indicator_code = g.indicator_code

@@ -3,6 +3,9 @@
 create schema if not exists audit;
 create schema if not exists publication;
 revoke all on schema publication from public;
+-- PUBLIC gets nothing by default: no EXECUTE on the functions setup creates (here or in later scripts).
+alter default privileges revoke execute on functions from public;
+revoke execute on all functions in schema audit, publication from public;
 
 create table if not exists audit.publications (
     publication_id bigint generated always as identity primary key,

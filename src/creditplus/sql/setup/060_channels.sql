@@ -3,7 +3,10 @@
 -- their owner's rights (readers need nothing on publication) and are security barriers, so a reader's own
 -- functions never see rows the view filters out (other grades, other publications, other enterprises).
 
-revoke create on schema public from public;
+-- PUBLIC keeps none of PostgreSQL's defaults: no CONNECT or TEMPORARY on the database (a reader cannot create
+-- temporary objects, and a role outside every channel cannot connect), nothing on schema public.
+revoke all on schema public from public;
+do $$ begin execute format('revoke all on database %I from public', current_database()); end $$;
 create schema if not exists gov_share;
 create schema if not exists finance;
 create schema if not exists association;
@@ -156,6 +159,7 @@ begin
         continue when ch.schema_name is null;
         execute format('revoke all on schema %I from public', ch.schema_name);
         execute format('revoke all on all tables in schema %I from public', ch.schema_name);
+        execute format('grant connect on database %I to %I', current_database(), ch.role_name);
         execute format('grant usage on schema %I to %I', ch.schema_name, ch.role_name);
         execute format('grant select on all tables in schema %I to %I', ch.schema_name, ch.role_name);
     end loop;
