@@ -9,7 +9,6 @@
     table was built by another definition (its comment, set by the post-hook, names the definition). -#}
 {% macro stg_latest(resource_name) -%}
     {%- set meta = registry()[resource_name] -%}
-    {%- set keys = meta['key'] | join(', ') -%}
     {{ config(unique_key=meta['key'],
               pre_hook="{{ stg_prune('" ~ resource_name ~ "') }}",
               post_hook="comment on table {{ this }} is '" ~ stg_definition(resource_name) ~ "'") }}
@@ -20,19 +19,17 @@ select
     updated_at,
     _load_id
 from (
-    select distinct on ({{ keys }}) *
-    from {{ source('raw', resource_name) }}
-    where updated_at < {{ cutoff() }}
+    select distinct on ({% for k in meta['key'] %}archived.{{ k }}{{ ', ' if not loop.last }}{% endfor %}) archived.*
+    from {{ source('raw', resource_name) }} archived
     {%- if is_incremental() %}
-      and ({{ keys }}) in (  -- keys with a version newer than the stored one (or none stored)
-        select {{ keys }} from {{ source('raw', resource_name) }} archived
-        where archived.updated_at < {{ cutoff() }}
-          and not exists (select from {{ this }} stored
-                          where {% for k in meta['key'] -%}
-                                stored.{{ k }} = {{ typed('archived.' ~ k, meta['fields'][k]) }} and {% endfor -%}
-                                stored.updated_at >= archived.updated_at))
+    left join {{ this }} stored  -- only versions newer than the stored one (or of a key not stored)
+        on {% for k in meta['key'] %}stored.{{ k }} = {{ typed('archived.' ~ k, meta['fields'][k]) }}{{ ' and ' if not loop.last }}{% endfor %}
     {%- endif %}
-    order by {{ keys }}, updated_at desc
+    where archived.updated_at < {{ cutoff() }}
+    {%- if is_incremental() %}
+      and (stored.updated_at is null or archived.updated_at > stored.updated_at)
+    {%- endif %}
+    order by {% for k in meta['key'] %}archived.{{ k }}, {% endfor %}archived.updated_at desc
 ) latest
 {%- endmacro %}
 
