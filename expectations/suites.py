@@ -27,7 +27,7 @@ SUBJECT = "subject"  # the column naming the row of a measurement
 @dataclass(frozen=True)
 class Suite:
     name: str
-    measure: sql.Composable
+    measure: tuple[sql.Composable, ...]  # parts (SELECTs of some subjects' rows), measured at the same time
     metrics: dict[str, str]  # metric column -> SQL type
     expectations: tuple[gxe.Expectation, ...]
     params: dict  # the thresholds the measurement reads
@@ -141,7 +141,8 @@ def _raw_checks(res: R.Resource, t: dict) -> sql.Composable:
 
 def feed(t: dict) -> Suite:
     """Night D as extracted: every resource loaded, its volume against its recent nights, its
-    quarantine rate, and the versions archived that night (unique, well-formed, dates in range)."""
+    quarantine rate, and the versions archived that night (unique, well-formed, dates in range);
+    measured by resource (one part each: a first night re-reads millions of versions)."""
     measure = sql.SQL("""
 with nights as (
     select resource, evaluation_date, sum(fetched) as fetched, sum(quarantined) as quarantined
@@ -165,8 +166,9 @@ select resource as subject, fetched, quarantined, history_nights, median_fetched
        versions, duplicate_versions, invalid_uscc, invalid_amounts, implausible_amounts, future_dates, early_dates
 from (values {resources}) as registry (resource)
 left join tonight using (resource) left join history using (resource) left join raw_checks using (resource)
-""").format(raw_checks=sql.SQL(" union all ").join(_raw_checks(res, t) for res in R.RESOURCES),
-            resources=sql.SQL(", ").join(sql.SQL("({})").format(sql.Literal(r.name)) for r in R.RESOURCES))
+""")
+    parts = tuple(measure.format(raw_checks=_raw_checks(res, t), resources=sql.SQL("({})").format(sql.Literal(res.name)))
+                  for res in R.RESOURCES)
     expectations = (
         gxe.ExpectColumnValuesToNotBeNull(column="fetched", **_described(
             "load_run_recorded", "fetched", "not null", CRITICAL, "every resource of the registry has a load run for D")),
@@ -190,7 +192,7 @@ left join tonight using (resource) left join history using (resource) left join 
     )
     # A money amount with more integer digits than max_amount_digits (a regular expression: no cast per row).
     implausible = rf"^-?[0-9]{{{t['max_amount_digits'] + 1},}}"
-    return Suite("feed", measure, FEED_METRICS, expectations, {**t, "implausible_amount": implausible})
+    return Suite("feed", parts, FEED_METRICS, expectations, {**t, "implausible_amount": implausible})
 
 
 # ------------------------------------------------------------------ staging (after dbt)
@@ -232,7 +234,7 @@ def staging(t: dict, suffix: str = "") -> Suite:
         _none("financial_sanity", "invalid_amounts", CRITICAL, "staged money amounts or counts (employees, "
               "insured, deaths; integers in staging) below 0"),
     )
-    return Suite("staging", measure, STAGING_METRICS, expectations, t)
+    return Suite("staging", (measure,), STAGING_METRICS, expectations, t)
 
 
 # ------------------------------------------------------------------ marts (after dbt)
@@ -334,7 +336,7 @@ from compared
         _within("grade_movement", "grade_moved_share", WARNING, "share of enterprises whose grade moved since the "
                 "current publication (same model version)", high=t["grade_moved_warning_share"]),
     )
-    return Suite("marts", measure, MARTS_METRICS, expectations, t)
+    return Suite("marts", (measure,), MARTS_METRICS, expectations, t)
 
 
 def build(gate: str, thresholds: dict, *, published: bool = False, suffix: str = "") -> tuple[Suite, ...]:

@@ -16,6 +16,7 @@ import datetime as dt
 import importlib.util
 import json
 import logging
+import os
 import sys
 import time
 import tomllib
@@ -35,6 +36,7 @@ THRESHOLDS_FILE = config.EXPECTATIONS_DIR / "thresholds.toml"
 SUITES_FILE = config.EXPECTATIONS_DIR / "suites.py"
 DOCS_SITE = "creditplus"
 MEASURE_WORK_MEM = "256MB"
+MEASURE_CONNECTIONS = max(2, os.cpu_count() or 2)  # parts measured at once
 # Validation results the Data Docs index lists (3 suites a night: two months); older ones are pruned so that
 # rendering stays as fast on the 500th night as on the first. audit.quality_results keeps every result.
 DOCS_KEEP_RESULTS = 180
@@ -172,9 +174,8 @@ def _suites_module():
     return sys.modules[name]
 
 
-def _measure(conn, suite, day: dt.date, run_id: str, load_ids: list[str]) -> dict[str, dict]:
-    """Run the suite's measurement once; keep its rows in ``audit.quality_metrics``; return them."""
-    params = {**suite.params, "evaluation_date": day, "evaluation_date_text": day.isoformat(), "night_load_ids": load_ids}
+def _measure_part(conn, suite, part: sql.Composable, params: dict) -> list[tuple[str, dict]]:
+    """The rows (subject, metrics) of one part of a suite's measurement."""
     with conn.transaction():
         conn.execute(f"set local work_mem = '{MEASURE_WORK_MEM}'")  # hash aggregates over a night in memory
         conn.execute("set local jit = off")  # compiling these wide queries costs more than it saves
@@ -182,28 +183,39 @@ def _measure(conn, suite, day: dt.date, run_id: str, load_ids: list[str]) -> dic
         # 100,000 rows runs for hours; every measurement reads whole sets, so hash joins it is.
         conn.execute("set local enable_nestloop = off")
         # A plain SELECT may run in parallel workers; an INSERT ... SELECT never does.
-        rows = conn.execute(sql.SQL("select m.subject, to_jsonb(m) - 'subject' from ({}) m").format(suite.measure),
+        return conn.execute(sql.SQL("select m.subject, to_jsonb(m) - 'subject' from ({}) m").format(part),
                             params).fetchall()
-        conn.execute("delete from audit.quality_metrics where run_id = %s and suite = %s", (run_id, suite.name))
-        with conn.cursor() as cur:
-            cur.executemany("insert into audit.quality_metrics (run_id, evaluation_date, suite, subject, metrics)"
-                            " values (%s, %s, %s, %s, %s)",
-                            [(run_id, day, suite.name, subject, Jsonb(metrics)) for subject, metrics in rows])
-    return dict(rows)
 
 
 def _measure_all(target: str, suites, day: dt.date, run_id: str) -> dict[str, dict]:
-    """Each suite measured on its own connection, at the same time (PostgreSQL has a core for each)."""
+    """Every part of every suite measured once, on connections of their own at the same time (a core
+    each); the rows kept in ``audit.quality_metrics``, and returned by suite."""
     with warehouse.connect(target) as conn:
         load_ids = conn.execute("select coalesce(array_agg(load_id), '{}') from audit.load_runs"
                                 " where evaluation_date = %s", (day,)).fetchone()[0]
+    parts = [(suite, part) for suite in suites for part in suite.measure]
 
-    def measure(suite) -> dict[str, dict]:
+    def measure(task) -> list[tuple[str, dict]]:
+        suite, part = task
+        params = {**suite.params, "evaluation_date": day, "evaluation_date_text": day.isoformat(),
+                  "night_load_ids": load_ids}
         with warehouse.connect(target) as conn:
-            return _measure(conn, suite, day, run_id, load_ids)
+            return _measure_part(conn, suite, part, params)
 
-    with ThreadPoolExecutor(max_workers=len(suites)) as pool:
-        return dict(zip((s.name for s in suites), pool.map(measure, suites)))
+    with ThreadPoolExecutor(max_workers=min(len(parts), MEASURE_CONNECTIONS)) as pool:
+        rows = list(pool.map(measure, parts))
+    measured = {suite.name: {} for suite in suites}
+    for (suite, _), part_rows in zip(parts, rows):
+        measured[suite.name].update(part_rows)
+    with warehouse.connect(target) as conn, conn.transaction():
+        conn.execute("delete from audit.quality_metrics where run_id = %s and suite = any(%s)",
+                     (run_id, list(measured)))
+        with conn.cursor() as cur:
+            cur.executemany("insert into audit.quality_metrics (run_id, evaluation_date, suite, subject, metrics)"
+                            " values (%s, %s, %s, %s, %s)",
+                            [(run_id, day, name, subject, Jsonb(metrics))
+                             for name, subjects in measured.items() for subject, metrics in subjects.items()])
+    return measured
 
 
 def _metrics_query(suite, run_id: str) -> sql.Composed:
