@@ -174,7 +174,7 @@ def _suites_module():
     return sys.modules[name]
 
 
-def _measure_part(conn, suite, part: sql.Composable, params: dict) -> list[tuple[str, dict]]:
+def _measure_part(conn, part: sql.Composable, params: dict) -> list[tuple[str, dict]]:
     """The rows (subject, metrics) of one part of a suite's measurement."""
     with conn.transaction():
         conn.execute(f"set local work_mem = '{MEASURE_WORK_MEM}'")  # hash aggregates over a night in memory
@@ -200,7 +200,7 @@ def _measure_all(target: str, suites, day: dt.date, run_id: str) -> dict[str, di
         params = {**suite.params, "evaluation_date": day, "evaluation_date_text": day.isoformat(),
                   "night_load_ids": load_ids}
         with warehouse.connect(target) as conn:
-            return _measure_part(conn, suite, part, params)
+            return _measure_part(conn, part, params)
 
     with ThreadPoolExecutor(max_workers=min(len(parts), MEASURE_CONNECTIONS)) as pool:
         rows = list(pool.map(measure, parts))

@@ -9,9 +9,10 @@ after it. On the same warehouse:
 * floor: decoding every record of night 1 once (``sum(octet_length(record::text))`` over each raw table);
 * dbt's parse of the project for the scratch warehouse, before night 1 and not in its build (every night
   after a warehouse's first reuses it);
-* each night, after what the day before it does (vacuum, analyze, checkpoint; untimed): the feed gate, ``dbt build`` (seeds, models, data tests; the unit tests run in the test
-  suite), the marts gate and the publication, as ``credit_nightly`` runs them (the history tables grow
-  only by what changed; night 2's grade movement is measured against night 1's publication);
+* each night, after what the day before it does (vacuum, analyze, checkpoint; untimed): the feed gate,
+  ``dbt build`` (seeds, models, data tests; the unit tests run in the test suite), the marts gate and the
+  publication, as ``credit_nightly`` runs them (the history tables grow only by what changed; night 2's
+  grade movement is measured against night 1's publication);
 * row counts of the archive, the marts and the history.
 """
 from __future__ import annotations
@@ -113,9 +114,8 @@ def settle(url: str) -> None:
 
 
 def night(url: str, day: dt.date) -> dict:
-    """After the day before it settled: the feed gate, the dbt build, the marts gate (its grade movement
-    measured against the previous night's publication) and the publication of night D, timed."""
-    settle(url)
+    """The feed gate, the dbt build, the marts gate (its grade movement measured against the previous
+    night's publication) and the publication of night D, timed."""
     feed = gate(quality.check_feed, day, url)
     build = _timed(dbt_runner.build, day, warehouse_url=url)
     marts = gate(quality.check_marts, day, url)
@@ -150,6 +150,7 @@ def main(args) -> int:
         parse_s = dbt_runner.warm_parse(url)
         night1 = night(url, day1)
         archive2_s = archive_night(url, dataset, day2, config.cutoff(day1))
+        settle(url)
         raw2 = counts(url, [f"raw.{r.name}" for r in RESOURCES])
         night2 = night(url, day2)
     ratio = night1["build"] / floor_s if floor_s else float("inf")
