@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: install demo test lock bench-extract bench-score clean
+.PHONY: install demo test lock airflow airflow-down bench-extract bench-score bench-dbt clean
 
 install: $(STAMP)
 
@@ -22,6 +22,12 @@ demo: install
 test: install
 	$(BIN)/pytest
 
+airflow: install
+	$(BIN)/creditplus airflow up
+
+airflow-down: install
+	$(BIN)/creditplus airflow down
+
 lock: install
 	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.lock
 
@@ -31,6 +37,11 @@ bench-extract: install
 bench-score: install
 	$(BIN)/creditplus bench score --enterprises 100000
 
+bench-dbt: install
+	$(BIN)/creditplus bench dbt --enterprises 3000
+	$(BIN)/creditplus bench dbt --enterprises 100000
+
 clean:
+	-$(BIN)/creditplus airflow down 2>/dev/null
 	-$(BIN)/python -c "from creditplus import warehouse; warehouse.stop_embedded()" 2>/dev/null
 	rm -rf .creditplus dbt_project/target dbt_project/logs

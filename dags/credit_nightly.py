@@ -4,45 +4,44 @@
 Grades every enterprise as of the **previous day** (+08:00): the 01:30 run of D+1 grades D
 (or the `evaluation_date` param, `YYYY-MM-DD`, when given).
 
-`setup` (warehouse schemas) → `extract` (one mapped task per platform resource, into the
-raw archive and quarantine) → `check_feed` (Great Expectations on the feed) → `dbt` (one
-Cosmos task per seed and model, each running `dbt build` on its node with its tests) →
+`setup` (refuses a date after today or before the platform's first record; warehouse schemas) →
+`extract` (one mapped task per platform resource, in the platform pool, into the raw archive and
+quarantine) → `check_feed` (Great Expectations on the feed) → `dbt` (Cosmos's watcher: one `dbt build`,
+a task per seed and model; in-process: one `dbt_build` task) →
 `check_marts` (Great Expectations on staging and marts) → `publish` (one transaction switches
-every channel to this evaluation) → `report` (load and grade counts).
+every channel to this evaluation; emits the publication asset) → `report` (load and grade counts).
 A critical quality failure fails the run before `publish`: the channels keep the previous publication.
+A failed run, or one not finished by the publish deadline (07:00), mails `CREDITPLUS_ALERT_EMAIL`.
 
 Connections: `creditplus_warehouse` (postgres) and `creditplus_platform` (http; host =
 base URL, password = bearer token). Logic lives in `creditplus.orchestration`.
 """
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
 from airflow.timetables.trigger import CronTriggerTimetable
-from cosmos import DbtTaskGroup
-
-from creditplus import orchestration
+from creditplus import deployment, orchestration
 
 
 @dag(
     dag_id="credit_nightly",
     doc_md=__doc__,
     schedule=CronTriggerTimetable("30 1 * * *", timezone="Asia/Shanghai"),
-    start_date=pendulum.datetime(2026, 11, 1, tz="Asia/Shanghai"),
-    catchup=False,
+    catchup=False,  # no start_date: the first scheduled night is the next 01:30; any past day is a backfill
     max_active_runs=1,
     tags=["creditplus", "nightly", "dbt"],
     default_args=orchestration.DAG_DEFAULT_ARGS,
     params={"evaluation_date": Param(None, type=["null", "string"], format="date",
                                      description="grade this day instead of the day before the logical date")},
     user_defined_macros={"evaluation_date": orchestration.evaluation_date},
+    **orchestration.dag_alerts("credit_nightly"),
 )
 def credit_nightly():
     @task
-    def setup() -> None:
-        orchestration.setup_warehouse()
+    def setup(logical_date=None, params=None) -> None:
+        orchestration.setup_warehouse(logical_date, params)
 
-    @task(map_index_template="{{ task.op_kwargs['resource'] }}")
+    @task(map_index_template="{{ task.op_kwargs['resource'] }}", pool=deployment.PLATFORM_POOL)
     def extract(resource: str, logical_date=None, params=None) -> dict:
         return orchestration.extract(resource, logical_date, params)
 
@@ -51,18 +50,18 @@ def credit_nightly():
         return orchestration.quality_gate("feed", logical_date, params, run_id)
 
     @task(retries=0)
-    def check_marts(logical_date=None, params=None, run_id=None) -> dict:
-        return orchestration.quality_gate("marts", logical_date, params, run_id)
+    def check_marts(logical_date=None, params=None, run_id=None, ti=None) -> dict:
+        return orchestration.quality_gate("marts", logical_date, params, run_id, ti)
 
-    @task
-    def publish(logical_date=None, params=None, run_id=None) -> int:
-        return orchestration.publish(logical_date, params, run_id)
+    @task(outlets=[Asset(orchestration.PUBLICATION_ASSET)])
+    def publish(logical_date=None, params=None, run_id=None, outlet_events=None) -> int:
+        return orchestration.publish(logical_date, params, run_id, outlet_events)
 
     @task
     def report(logical_date=None, params=None) -> dict:
         return orchestration.report(logical_date, params)
 
-    dbt = DbtTaskGroup(group_id=orchestration.DBT_GROUP_ID, **orchestration.dbt_task_group_args())
+    dbt = orchestration.dbt_stage()
     extracted = setup() >> extract.expand(resource=orchestration.RESOURCE_NAMES)
     extracted >> check_feed() >> dbt >> check_marts() >> publish() >> report()
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 from creditplus import orchestration, reevaluation
@@ -27,13 +26,13 @@ from creditplus import orchestration, reevaluation
     dag_id="credit_reevaluation",
     doc_md=__doc__,
     schedule=[Asset(reevaluation.RIGHTS_DECISIONS_ASSET)],
-    start_date=pendulum.datetime(2026, 11, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,
     tags=["creditplus", "reevaluation", "dbt"],
     default_args=orchestration.DAG_DEFAULT_ARGS,
     params={"usccs": Param([], type="array", items={"type": "string"},
                            description="credit codes (uscc) of the enterprises to re-evaluate")},
+    **orchestration.dag_alerts("credit_reevaluation"),
 )
 def credit_reevaluation():
     @task(retries=0)  # a bad code is not transient

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -23,9 +26,15 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="creditplus-test-airflow-"))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config):
     """Airflow reads its home and metadata database once, at first import (any test module may import it):
-    point both at a throwaway home before collection starts."""
+    point both at a throwaway home before collection starts. A SIGTERM (a CI timeout) interrupts the session
+    like Ctrl-C, so fixtures still stop what they started (Airflow's services, simulators)."""
+    signal.signal(signal.SIGTERM, _interrupt)
     os.environ.update({
         "AIRFLOW_HOME": str(AIRFLOW_HOME),
         "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[1] / "dags"),
@@ -95,3 +104,48 @@ def warehouse_url(make_database, monkeypatch) -> str:
 
 def database_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/")
+
+
+# ---------------------------------------------------------------- one in-process night, shared
+BASIC_CASE = Path(__file__).resolve().parents[2] / "shared/acceptance/cases/basic-2026-11-26"
+BASIC_DAY = "2026-11-26"
+CLI = str(Path(sys.executable).with_name("creditplus"))
+
+
+def cli_env(home: Path, warehouse_url: str, platform_url: str, token: str, **extra: str) -> dict[str, str]:
+    """The environment a user's shell gives ``creditplus``: its home, warehouse and platform."""
+    return {**os.environ, "CREDITPLUS_HOME": str(home), "CREDITPLUS_WAREHOUSE_URL": warehouse_url,
+            "CREDITPLUS_PLATFORM_URL": platform_url, "CREDITPLUS_PLATFORM_TOKEN": token, **extra}
+
+
+@pytest.fixture(scope="session")
+def basic_platform():
+    """The basic acceptance dataset, served over loopback for the session."""
+    from creditplus.platform.server import running
+
+    with running(BASIC_CASE / "dataset", token="basic-case-token") as url:
+        yield url, "basic-case-token"
+
+
+@pytest.fixture(scope="session")
+def in_process_night(make_database, basic_platform, tmp_path_factory) -> dict:
+    """``creditplus nightly --date 2026-11-26`` (in-process) of the basic case into a fresh warehouse, once:
+    the reference the scheduler's nights are compared with."""
+    home = tmp_path_factory.mktemp("creditplus-home")
+    url = make_database("cp_nightly")
+    env = cli_env(home, url, *basic_platform)
+    result = subprocess.run([CLI, "nightly", "--date", BASIC_DAY], env=env, capture_output=True, text=True,
+                            timeout=1800)
+    return {"url": url, "home": home, "env": env, "result": result}
+
+
+def published(url: str) -> tuple[dict, dict]:
+    """What gov_share publishes, keyed for comparison: (uscc -> evaluation), ((uscc, indicator) -> points).
+    previous_grade and published_at depend on the publication's history, not on the night: left out."""
+    with psycopg.connect(url) as conn:
+        evaluations = {row[0]: row[1:] for row in conn.execute(
+            "select uscc, evaluation_date, model_version, total_score, grade, computed_grade, cap_reason, basic_score,"
+            " operations_score, social_score from gov_share.enterprise_evaluation")}
+        points = {(u, i): (p, m, o) for u, i, p, m, o in conn.execute(
+            "select uscc, indicator_code, points, max_points, under_objection from gov_share.indicator_scores")}
+    return evaluations, points

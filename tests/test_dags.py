@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from unittest import mock
 
@@ -64,22 +65,28 @@ def test_nightly_runs_daily_at_0130_shanghai_without_catchup(nightly_dag):
     tt = nightly_dag.timetable
     assert isinstance(tt, CronTriggerTimetable)
     assert tt._expression == "30 1 * * *" and tt._timezone.name == "Asia/Shanghai"
-    assert nightly_dag.start_date == pendulum.datetime(2026, 11, 1, tz="Asia/Shanghai")  # tz-aware midnight +08:00
-    assert nightly_dag.catchup is False
+    # no start_date: every past day can be backfilled (a start_date would silently skip the days before it)
+    # and a new deployment waits for the next 01:30 instead of running at once
+    assert nightly_dag.start_date is None and nightly_dag.catchup is False
+    assert tt._run_immediately is False
     nxt = tt._get_next(pendulum.datetime(2026, 11, 26, 12, 0, tz="UTC"))
     assert nxt == pendulum.datetime(2026, 11, 27, 1, 30, tz="Asia/Shanghai")
 
 
-def test_nightly_shape(nightly_dag, manifest):
-    tasks = nightly_dag.task_dict
-    dbt_tasks = {tid for tid in tasks if tid.startswith(f"{orchestration.DBT_GROUP_ID}.")}
-    nodes = [n for n in manifest["nodes"].values()
-             if n["resource_type"] in ("model", "seed") and n["package_name"] == manifest["metadata"]["project_name"]
-             if n["config"].get("materialized") != "ephemeral" and n["config"].get("enabled", True)]
-    assert {n["name"] for n in nodes} <= {tid.split(".", 1)[1].rsplit("_", 2)[0] for tid in dbt_tasks}
+def _dbt_nodes(manifest) -> set[str]:
+    return {n["name"] for n in manifest["nodes"].values()
+            if n["resource_type"] in ("model", "seed") and n["package_name"] == manifest["metadata"]["project_name"]
+            if n["config"].get("materialized") != "ephemeral" and n["config"].get("enabled", True)}
+
+
+def _common_shape(dag) -> set[str]:
+    """What both renderings share; returns the dbt task ids."""
+    tasks = dag.task_dict
+    dbt_tasks = {tid for tid in tasks if tid.startswith(f"{orchestration.DBT_GROUP_ID}.") or tid == "dbt_build"}
     assert tasks["setup"].downstream_task_ids == {"extract"}
     extract = tasks["extract"]
     assert extract.op_kwargs_expand_input.value["resource"] == [r.name for r in RESOURCES]
+    assert extract.pool == "creditplus_platform"  # the platform's requests share a pool (deployment.PLATFORM_POOL)
     assert extract.downstream_task_ids == {"check_feed"}  # the feed gate runs before any dbt node
     first_dbt = {t for t in dbt_tasks if not tasks[t].upstream_task_ids - {"check_feed"}}
     assert first_dbt and tasks["check_feed"].downstream_task_ids == first_dbt
@@ -87,12 +94,59 @@ def test_nightly_shape(nightly_dag, manifest):
     assert last_dbt and tasks["check_marts"].upstream_task_ids == last_dbt
     assert tasks["check_marts"].downstream_task_ids == {"publish"}  # nothing unvalidated is published
     assert tasks["publish"].downstream_task_ids == {"report"}
-    for tid in (t for t in dbt_tasks if t.endswith("_test")):  # tests of several nodes wait for all of them
-        assert len(tasks[tid].upstream_task_ids & dbt_tasks) >= 2, tid
-    for tid in dbt_tasks:  # dbt reads the run's date and the warehouse connection at run time
+    assert [o.uri for o in tasks["publish"].outlets] == [orchestration.PUBLICATION_ASSET]
+    for t in dag.tasks:  # every task: a time limit, and its failure recorded
+        assert t.execution_timeout is not None, t.task_id
+        callbacks = t.on_failure_callback if isinstance(t.on_failure_callback, list) else [t.on_failure_callback]
+        assert orchestration.record_task_failure in callbacks, t.task_id
+    for tid in (t for t in dbt_tasks if hasattr(tasks[t], "vars")):  # dbt reads the date and warehouse at run time
         assert not tasks[tid].vars  # a var would make every task parse the whole project again
         assert tasks[tid].env["CREDITPLUS_EVALUATION_DATE"] == orchestration.EVALUATION_DATE_TEMPLATE
         assert "conn.creditplus_warehouse.host" in tasks[tid].env["CREDITPLUS_PGHOST"]
+    return dbt_tasks
+
+
+def test_nightly_shape_under_the_scheduler(nightly_dag, manifest):
+    """Cosmos's watcher: one producer runs `dbt build`; every seed and model has its task (and its tests one)."""
+    tasks = nightly_dag.task_dict
+    dbt_tasks = _common_shape(nightly_dag)
+    producer = tasks["dbt.dbt_producer_watcher"]
+    assert type(producer).__name__ == "DbtProducerWatcherOperator" and producer.upstream_task_ids == {"check_feed"}
+    watched = {re.sub(r"[._](run|seed)$", "", tid.split(".", 1)[1]) for tid in dbt_tasks if tid.endswith(("run", "seed"))}
+    assert _dbt_nodes(manifest) <= watched
+    sensors = [tasks[t] for t in dbt_tasks if t != "dbt.dbt_producer_watcher" and not t.endswith("_done")]
+    assert all(s.deferrable and s.poke_interval == 1 for s in sensors)  # waiting holds no worker slot
+
+
+def test_nightly_shape_in_process(monkeypatch):
+    """dag.test() cannot run the watcher: the in-process night runs the same dbt build as one task."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("CREDITPLUS_IN_PROCESS", "1")
+    dag = DagBag(dag_folder=str(config.DAGS_DIR)).dags["credit_nightly"]
+    assert _common_shape(dag) == {"dbt_build"}
+    assert dag.task_dict["dbt_build"].python_callable is orchestration.build_night
+
+
+def test_alerts_only_where_an_address_is_configured(monkeypatch):
+    """A failed run mails (Airflow's SMTP notifier); a run not done by the deadline (07:00 for the 01:30 run)
+    raises a deadline alert through the triggerer; nothing without CREDITPLUS_ALERT_EMAIL."""
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    from airflow.sdk.definitions.deadline import DagRunQueuedAtDeadline
+
+    monkeypatch.delenv("CREDITPLUS_ALERT_EMAIL", raising=False)
+    assert orchestration.dag_alerts("credit_nightly") == {}
+    monkeypatch.setenv("CREDITPLUS_ALERT_EMAIL", "ops@example.test")
+    alerts = orchestration.dag_alerts("credit_nightly")
+    [notifier] = alerts["on_failure_callback"]
+    assert isinstance(notifier, SmtpNotifier) and notifier.to == "ops@example.test"
+    deadline = alerts["deadline"]
+    assert isinstance(deadline.reference, DagRunQueuedAtDeadline)
+    assert deadline.interval == dt.timedelta(hours=5, minutes=30)
+    assert deadline.callback.path == "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
+    monkeypatch.setenv("CREDITPLUS_PUBLISH_DEADLINE", "01:00")
+    with pytest.raises(ValueError, match="after the schedule time 01:30"):
+        orchestration.dag_alerts("credit_nightly")
 
 
 def test_dbt_templates_render_the_evaluation_date(nightly_dag):

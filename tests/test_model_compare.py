@@ -63,3 +63,18 @@ def test_version_in_force_is_chosen_by_effective_from(make_database, tmp_path):
     dbt_runner.build(D - dt.timedelta(days=1), warehouse_url=url, project_dir=project, select="+fct_enterprise_evaluation")
     with warehouse.connect(url) as conn:
         assert conn.execute("select distinct model_version from marts.fct_enterprise_evaluation").fetchall() == [("v1",)]
+
+
+def test_the_command_line_refuses_a_malformed_version_in_one_line(tmp_path):
+    """OPERATIONS.md, "Move to a new scoring model version": `creditplus model compare` (its checks before any build)."""
+    import os
+    import subprocess
+
+    from conftest import CLI
+
+    result = subprocess.run([CLI, "model", "compare", "--from", "v1", "--to", "v-2", "--date", "2026-11-26"],
+                            env={**os.environ, "CREDITPLUS_HOME": str(tmp_path),
+                                 "CREDITPLUS_WAREHOUSE_URL": "postgresql://postgres@127.0.0.1:1/none"},
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (
+        2, "creditplus: error: model version 'v-2' must be letters, digits or _ (e.g. v2)\n")

@@ -1,27 +1,23 @@
-"""``creditplus nightly`` end to end: the real CLI runs the credit_nightly DAG with
-``airflow dags test`` against the simulator serving an acceptance dataset, into a fresh
-database; then again for the same date."""
+"""``creditplus nightly`` end to end: the real CLI runs the credit_nightly DAG in-process (``dag.test()``)
+against the simulator serving an acceptance dataset, into a fresh database; then again for the same
+date; then a broken feed, a date after today and one before the platform's first record."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from creditplus import config
 from creditplus.platform.server import running
 from creditplus.resources import RESOURCES
+from conftest import BASIC_CASE as CASE, BASIC_DAY as DAY, CLI, cli_env as _env
 
-CASE = config.PROJECT_ROOT.parent / "shared/acceptance/cases/basic-2026-11-26"
-DAY = "2026-11-26"
 NEXT_DAY = "2026-11-27"
-CLI = str(Path(sys.executable).with_name("creditplus"))
 
 
 def nightly(env: dict[str, str], day: str = DAY) -> subprocess.CompletedProcess:
@@ -39,23 +35,14 @@ def home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def platform():
-    with running(CASE / "dataset", token="nightly-test-token") as url:
-        yield url, "nightly-test-token"
-
-
-def _env(home: Path, warehouse_url: str, platform_url: str, token: str) -> dict[str, str]:
-    return {**os.environ, "CREDITPLUS_HOME": str(home), "CREDITPLUS_WAREHOUSE_URL": warehouse_url,
-            "CREDITPLUS_PLATFORM_URL": platform_url, "CREDITPLUS_PLATFORM_TOKEN": token}
+def platform(basic_platform):
+    return basic_platform
 
 
 @pytest.mark.slow
-def test_nightly_grades_publishes_reruns_and_a_broken_feed_keeps_the_publication(make_database, home, platform,
-                                                                                  tmp_path):
-    url = make_database("cp_nightly")
-    env = _env(home, url, *platform)
-
-    first = nightly(env)
+def test_nightly_grades_publishes_reruns_and_a_broken_feed_keeps_the_publication(in_process_night, tmp_path):
+    url, env, home = in_process_night["url"], in_process_night["env"], in_process_night["home"]
+    first = in_process_night["result"]
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"credit_nightly {DAY}: success" in first.stdout
     archived = raw_rows(url)
@@ -108,8 +95,13 @@ def test_nightly_grades_publishes_reruns_and_a_broken_feed_keeps_the_publication
                                      ensure_ascii=False) + "\n")
     with running(broken, token="broken-token") as broken_url:
         failed = nightly(_env(home, url, broken_url, "broken-token"), NEXT_DAY)
-    assert failed.returncode != 0
-    assert "check_feed" in failed.stdout + failed.stderr
+    assert failed.returncode == 1
+    lines = failed.stdout.splitlines()
+    assert lines[1].startswith(f"credit_nightly {NEXT_DAY}: FAILED after "), lines
+    assert lines[2].startswith("  check_feed: failed check feed.quarantine_rate_excessive observed enterprises="), lines
+    # the tasks that did not run because of it are one line, not a list
+    assert any(line.endswith("downstream tasks not run") and line.strip()[0].isdigit() for line in lines), lines
+    assert "Traceback" not in failed.stdout + failed.stderr
     with psycopg.connect(url) as conn:  # the gate held: every channel still shows night D
         assert conn.execute("select publication_id from audit.publications where is_current").fetchone() == published
         assert conn.execute("select distinct evaluation_date::text from gov_share.enterprise_evaluation").fetchall() == [(DAY,)]
@@ -137,42 +129,22 @@ def test_a_wrong_token_is_one_clear_line(make_database, home, platform):
     assert "refused the token" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_task_errors_names_each_failed_task_with_its_raised_exception(tmp_path):
-    """The parser reads the shape of real ``airflow dags test`` output (tasks in sequence,
-    a traceback under the task that failed, chained exceptions: the raised one wins)."""
-    from creditplus import nightly
+def test_a_date_after_today_is_refused_in_one_line(make_database, home, platform):
+    from creditplus import config
 
-    output = tmp_path / "dags-test.log"
-    output.write_text("""\
-2026-11-27T12:56:55.346077Z [info     ] [DAG TEST] starting task_id=extract map_index=0 [airflow.sdk.definitions.dag] loc=dag.py:1501
-2026-11-27T12:56:55.436688Z [error    ] Task failed with exception     [task] loc=task_runner.py:1676
-Traceback (most recent call last):
-  File "/work/main/src/creditplus/extract.py", line 120, in get
-    response.raise_for_status()
-httpx.HTTPStatusError: Server error '503 Service Unavailable'
-DETAIL:  a second line of the message
+    tomorrow = dt.datetime.now(config.CST).date() + dt.timedelta(days=1)
+    result = nightly(_env(home, make_database("cp_nightly"), *platform), tomorrow.isoformat())
+    assert result.returncode == 2 and result.stdout.count("\n") == 0
+    assert result.stderr == (f"creditplus: error: cannot grade {tomorrow}: it is after today "
+                             f"({tomorrow - dt.timedelta(days=1)}, +08:00)\n")
 
-The above exception was the direct cause of the following exception:
 
-Traceback (most recent call last):
-  File "/work/main/src/creditplus/orchestration.py", line 70, in extract
-    return extract_resource(resource, evaluation_date(logical_date, params),
-creditplus.extract.ExtractError: enterprises: the platform kept answering 503 after 8 attempts
-2026-11-27T12:56:55.500557Z [info     ] [DAG TEST] end task task_id=extract map_index=0 [airflow.sdk.definitions.dag] loc=dag.py:1563
-2026-11-27T12:56:55.500976Z [info     ] [DAG TEST] starting task_id=extract map_index=6 [airflow.sdk.definitions.dag] loc=dag.py:1501
-2026-11-27T12:56:55.600976Z [info     ] [DAG TEST] end task task_id=extract map_index=6 [airflow.sdk.definitions.dag] loc=dag.py:1563
-2026-11-27T13:22:50.664436Z [info     ] [DAG TEST] starting task_id=dbt.int_caps_model_build map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1501
-2026-11-27T13:22:55.124560Z [error    ] Task failed with exception     [task] loc=task_runner.py:1676
-Traceback (most recent call last):
-ValueError: first attempt
-2026-11-27T13:23:37.938739Z [info     ] [DAG TEST] starting task_id=dbt.int_caps_model_build map_index=-1 [airflow.sdk.definitions.dag] loc=dag.py:1501
-2026-11-27T13:23:40.124560Z [error    ] Task failed with exception     [task] loc=task_runner.py:1676
-Traceback (most recent call last):
-cosmos.exceptions.CosmosDbtRunError: dbt invocation completed with errors: int_caps: Database Error
-""")
-    assert nightly.task_errors(output) == {
-        ("extract", 0): "creditplus.extract.ExtractError: enterprises: the platform kept answering 503 after 8 attempts",
-        ("dbt.int_caps_model_build", -1): "cosmos.exceptions.CosmosDbtRunError: dbt invocation completed with errors: "
-                                          "int_caps: Database Error",
-    }
-    assert nightly.last_exception(output).startswith("cosmos.exceptions.CosmosDbtRunError")
+def test_a_date_before_the_platforms_first_record_is_refused_in_one_line(make_database, home, platform):
+    from creditplus import orchestration
+
+    first = orchestration.platform_first_record(*platform)
+    assert first is not None and first < dt.date(2026, 11, 26)
+    day = (first - dt.timedelta(days=1)).isoformat()
+    result = nightly(_env(home, make_database("cp_nightly"), *platform), day)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == f"creditplus: error: cannot grade {day}: it is before the platform's first record ({first})\n"

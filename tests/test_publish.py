@@ -396,3 +396,36 @@ def test_publication_statistics_know_the_new_rows(url):
         publish(day, warehouse_url=url, run_id=f"run-{day}")
         assert query(url, "select reltuples::bigint from pg_class where oid = 'publication.enterprise_evaluation'::regclass"
                      ) == query(url, "select count(*) from publication.enterprise_evaluation")
+
+
+def test_an_operator_rolls_every_channel_back_to_the_previous_publication(url, tmp_path):
+    """OPERATIONS.md, "Roll the channels back": `creditplus publication rollback`, then the next night publishes."""
+    import os
+    import subprocess
+
+    from conftest import CLI
+
+    env = {**os.environ, "CREDITPLUS_WAREHOUSE_URL": url, "CREDITPLUS_HOME": str(tmp_path)}
+    cli = lambda *args: subprocess.run([CLI, "publication", *args], env=env, capture_output=True, text=True)  # noqa: E731
+    refused = cli("rollback")
+    assert (refused.returncode, refused.stderr) == (2, "creditplus: error: nothing is published yet; nothing to roll back\n")
+    ids = []
+    for day in (D1, D2):
+        build_marts(url, day)
+        ids.append(publish(day, warehouse_url=url, run_id=f"run-{day}"))
+    done = cli("rollback")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"publication: every channel now reads publication {ids[0]} (evaluation date {D1}); "
+                           f"publication {ids[1]} ({D2}) stays in the history\n")
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+    assert dict(query(url, "select uscc, grade from gov_share.enterprise_evaluation")) == GRADES[D1]
+    assert query(url, "select from_publication, to_publication from audit.publication_rollbacks") == [(ids[1], ids[0])]
+    listed = cli("list").stdout.splitlines()
+    assert listed[0].startswith(f"  {ids[1]:>6}  {D2}") and listed[1].startswith(f"* {ids[0]:>6}  {D1}")
+    assert cli("rollback").stderr == f"creditplus: error: publication {ids[0]} is the first one; nothing to roll back to\n"
+    assert cli("rollback", "--to", str(ids[1])).returncode == 0  # forward again, by id
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D2})}
+    assert cli("rollback", "--to", "999").stderr == "creditplus: error: publication 999 does not exist\n"
+    build_marts(url, D3)
+    publish(D3, warehouse_url=url, run_id="run-d3")  # the next night publishes as usual
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D3})}

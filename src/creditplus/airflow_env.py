@@ -19,6 +19,7 @@ from creditplus.errors import UserError
 
 WAREHOUSE_CONN_ID = "creditplus_warehouse"
 PLATFORM_CONN_ID = "creditplus_platform"
+SMTP_CONN_ID = "creditplus_smtp"  # alerts to operators (config.smtp_url)
 
 
 def airflow_home() -> Path:
@@ -32,8 +33,9 @@ def venv_bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def connection_env(warehouse_url: str, platform_url: str, token: str) -> dict[str, str]:
-    """``AIRFLOW_CONN_*`` variables for both connections (JSON form; the token is the password)."""
+def connection_env(warehouse_url: str, platform_url: str, token: str, smtp_url: str = "") -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` variables for the connections (JSON form; the token is the password; the SMTP
+    server's, when given, as the Airflow connection URI it already is)."""
     wh = urlsplit(warehouse_url)
     warehouse = {
         "conn_type": "postgres",
@@ -47,6 +49,7 @@ def connection_env(warehouse_url: str, platform_url: str, token: str) -> dict[st
     return {
         f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": json.dumps(warehouse),
         f"AIRFLOW_CONN_{PLATFORM_CONN_ID.upper()}": json.dumps(platform),
+        **({f"AIRFLOW_CONN_{SMTP_CONN_ID.upper()}": smtp_url} if smtp_url else {}),
     }
 
 
@@ -77,6 +80,7 @@ def local_env(connections: dict[str, str]) -> dict[str, str]:
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__COSMOS__CACHE_DIR": str(home / "cosmos"),  # dbt partial-parse cache, per home
         "DO_NOT_TRACK": "1",
+        "CREDITPLUS_IN_PROCESS": "1",  # dag.test() cannot run Cosmos's watcher: one dbt build task
     }
 
 

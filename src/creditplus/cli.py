@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "setup", "creditplus.warehouse:setup_command", "create the warehouse schemas and tables (idempotent)")
     p = _command(sub, "nightly", "creditplus.nightly:main", "run the credit_nightly DAG through Airflow for evaluation date D")
     p.add_argument("--date", type=iso_date, required=True, help="evaluation date D (cutoff D+1 00:00 +08:00)")
+    p.add_argument("--scheduler", action="store_true",
+                   help="have the running Airflow services (`creditplus airflow up`) do the night, not an in-process run")
+    p = _command(sub, "backfill", "creditplus.nightly:backfill_main",
+                 "have the running scheduler grade every day of a range, in order (an Airflow backfill)")
+    p.add_argument("--from", dest="from_date", type=iso_date, required=True)
+    p.add_argument("--to", dest="to_date", type=iso_date, required=True)
     p = _command(sub, "demo", "creditplus.demo:main", "generate, serve and grade a city, then print where to look")
     p.add_argument("--enterprises", type=int, default=3000)
 
@@ -64,6 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enterprises", type=int, default=100_000)
     p = _command(bench, "score", "creditplus.bench.score:main", "dbt build time against the decode floor, quality gates against the build")
     p.add_argument("--enterprises", type=int, default=100_000)
+
+    airflow = sub.add_parser("airflow", help="Airflow's services as production runs them").add_subparsers(
+        dest="airflow_command", required=True)
+    _command(airflow, "up", "creditplus.airflow_services:up_command",
+             "start the api-server, scheduler, dag-processor, triggerer and a Celery worker; return once healthy")
+    _command(airflow, "status", "creditplus.airflow_services:status_command", "each service with its pid, and the executor")
+    _command(airflow, "down", "creditplus.airflow_services:down_command", "stop exactly the services `up` started")
+    _command(airflow, "init", "creditplus.deployment:init_command",
+             "migrate Airflow's metadata database, set the platform pool, make the admin password (idempotent)")
+
+    publication = sub.add_parser("publication", help="what the channels read").add_subparsers(
+        dest="publication_command", required=True)
+    p = _command(publication, "list", "creditplus.publish:list_command", "the latest publications, the current one marked *")
+    p.add_argument("--limit", type=int, default=10)
+    p = _command(publication, "rollback", "creditplus.publish:rollback_command",
+                 "make the publication before the current one (or --to ID) current again, for every channel at once")
+    p.add_argument("--to", type=int, default=None, help="a publication id (`creditplus publication list`)")
+
+    p = _command(bench, "dbt", "creditplus.bench.dbt_stage:main",
+                 "the dbt stage under the scheduler (Celery) against one dbt build of the same nodes")
+    p.add_argument("--enterprises", type=int, default=3000)
 
     model = sub.add_parser("model", help="scoring model versions").add_subparsers(dest="model_command", required=True)
     p = _command(model, "compare", "creditplus.model_compare:main", "grade migration between two model versions")

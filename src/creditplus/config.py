@@ -4,6 +4,17 @@
 ``CREDITPLUS_PLATFORM_URL``   the credit platform's base URL (default http://127.0.0.1:8600)
 ``CREDITPLUS_PLATFORM_TOKEN`` its bearer token
 ``CREDITPLUS_HOME``           working folder for the embedded warehouse, Airflow, logs (default ``.creditplus``)
+``CREDITPLUS_REDIS_URL``      Celery's broker for ``creditplus airflow up`` (default redis://127.0.0.1:6379/0
+                              where one answers; none: the LocalExecutor)
+``CREDITPLUS_AIRFLOW_PORT``   the Airflow API server's and UI's port for ``airflow up`` (default 8080)
+``CREDITPLUS_ALERT_EMAIL``    who is mailed when a night fails or misses its deadline (comma-separated)
+``CREDITPLUS_SMTP_URL``       the mail server, as an Airflow connection URI:
+                              ``smtp://[user:password@]host:port?from_email=...&disable_ssl=true``
+``CREDITPLUS_PLATFORM_POOL_SLOTS``  concurrent extract tasks against the platform (default 2)
+``CREDITPLUS_AIRFLOW_SETTINGS``     more Airflow settings for ``airflow up``'s services, as a JSON object of
+                              ``AIRFLOW__SECTION__KEY`` values (e.g. a shorter task heartbeat timeout)
+``CREDITPLUS_PUBLISH_DEADLINE``     time of day (Asia/Shanghai, HH:MM[:SS]) by which the 01:30 night must
+                              have published, else a deadline alert (default 07:00)
 """
 from __future__ import annotations
 
@@ -19,6 +30,10 @@ EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 # Fixed offset of the platform and of every evaluation date (spec: +08:00, no DST).
 CST = dt.timezone(dt.timedelta(hours=8), "+08:00")
 DEFAULT_PLATFORM_URL = "http://127.0.0.1:8600"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_AIRFLOW_PORT = 8080
+DEFAULT_PLATFORM_POOL_SLOTS = 2
+DEFAULT_PUBLISH_DEADLINE = "07:00"
 
 
 def home() -> Path:
@@ -33,6 +48,49 @@ def platform_url() -> str:
 
 def platform_token() -> str | None:
     return os.environ.get("CREDITPLUS_PLATFORM_TOKEN") or None
+
+
+def redis_url() -> str | None:
+    """``CREDITPLUS_REDIS_URL`` as set (None: not set, the default is tried)."""
+    return os.environ.get("CREDITPLUS_REDIS_URL") or None
+
+
+def airflow_port() -> int:
+    return int(os.environ.get("CREDITPLUS_AIRFLOW_PORT") or DEFAULT_AIRFLOW_PORT)
+
+
+def alert_email() -> str:
+    return os.environ.get("CREDITPLUS_ALERT_EMAIL", "").strip()
+
+
+def smtp_url() -> str:
+    return os.environ.get("CREDITPLUS_SMTP_URL", "").strip()
+
+
+def platform_pool_slots() -> int:
+    return int(os.environ.get("CREDITPLUS_PLATFORM_POOL_SLOTS") or DEFAULT_PLATFORM_POOL_SLOTS)
+
+
+def airflow_settings() -> dict[str, str]:
+    import json
+
+    text = os.environ.get("CREDITPLUS_AIRFLOW_SETTINGS") or "{}"
+    try:
+        settings = json.loads(text)
+    except ValueError:
+        settings = None
+    if not isinstance(settings, dict) or not all(isinstance(k, str) and k.startswith("AIRFLOW__") for k in settings):
+        raise ValueError("CREDITPLUS_AIRFLOW_SETTINGS must be a JSON object of AIRFLOW__SECTION__KEY settings, "
+                         'e.g. {"AIRFLOW__CORE__PARALLELISM": "4"}')
+    return {k: str(v) for k, v in settings.items()}
+
+
+def publish_deadline_time() -> dt.time:
+    text = os.environ.get("CREDITPLUS_PUBLISH_DEADLINE") or DEFAULT_PUBLISH_DEADLINE
+    try:
+        return dt.time.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"CREDITPLUS_PUBLISH_DEADLINE={text!r} is not a time of day; use HH:MM, e.g. 07:00") from None
 
 
 def configured_warehouse_url() -> str | None:

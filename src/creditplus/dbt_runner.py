@@ -113,6 +113,15 @@ def build(evaluation_date: dt.date | str, *, warehouse_url: str | None = None, s
         _run_cached(args, env=env, project_dir=project_dir, target_path=Path(target_path or scratch))
 
 
+def data_test(evaluation_date: dt.date | str, *, warehouse_url: str | None = None) -> None:
+    """Run only the dbt data tests of evaluation date D (what a build runs after each node); raises ``DbtError``
+    naming every failing test."""
+    env = {**_env(warehouse_url), "CREDITPLUS_EVALUATION_DATE": str(evaluation_date)}
+    with tempfile.TemporaryDirectory(prefix="creditplus-dbt-") as scratch:
+        _run_cached(["test", "--exclude-resource-type", "unit_test"], env=env, project_dir=None,
+                    target_path=Path(scratch))
+
+
 def unit_test(*, warehouse_url: str | None = None, project_dir: Path | None = None,
               target_path: Path | None = None) -> None:
     """Run only the dbt unit tests (they need the models' parents to exist: run after a build)."""

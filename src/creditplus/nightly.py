@@ -1,62 +1,232 @@
-"""``creditplus nightly --date D``: the credit_nightly DAG, run by Airflow, for evaluation date D.
+"""``creditplus nightly --date D [--scheduler]``: the credit_nightly DAG, run by Airflow, for evaluation date D.
 
-Airflow runs from a local home (``config.home()/airflow``, SQLite metadata) with the
-warehouse and the platform delivered as connections; ``airflow dags test`` runs every
-task in order for the logical date that grades D. A rerun of the same date replaces the
-previous test run (Airflow deletes it); extraction itself is incremental and idempotent.
+In-process (the default, for a one-off night): Airflow runs from a local home (``config.home()/airflow``,
+SQLite metadata) with the warehouse and the platform delivered as connections, and ``dag.test()`` runs
+every task in order for the logical date that grades D (``creditplus.in_process``, in a child process).
+With ``--scheduler`` the services ``creditplus airflow up`` started do the night: the run is triggered
+through Airflow's REST API and followed until it ends. Either way the outcome is Airflow's own answer
+(the DagRun, or the REST API's JSON); why a task failed comes from ``audit.task_failures`` (its failure
+callback) and, for a quality gate, the failed checks in ``audit.quality_results``. A rerun of the same
+date replaces the previous run (the in-process run is cleared; the scheduler's ended run is deleted and a
+fresh one triggered); extraction itself is incremental and idempotent.
 """
 from __future__ import annotations
 
 import datetime as dt
-import re
-import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
 from creditplus import airflow_env, config, orchestration, warehouse
+from creditplus.airflow_api import RunOutcome, TaskState
 from creditplus.errors import UserError
 
 DAG_ID = "credit_nightly"
 DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "seeds", "macros", "tests", "snapshots")
+SCHEDULED_NIGHT_TIMEOUT_S = 4 * 3600
+QUALITY_GATES = {"check_feed": "feed", "check_marts": ("staging", "marts")}
+
+
+def _settings() -> dict[str, str]:
+    return {"warehouse_url": warehouse.url(), "platform_url": config.platform_url(),
+            "token": config.platform_token() or ""}
 
 
 def main(args) -> int:
-    """``creditplus nightly --date D`` with the warehouse and platform from the settings."""
-    return run(args.date, warehouse_url=warehouse.url(), platform_url=config.platform_url(),
-               token=config.platform_token() or "")
+    """``creditplus nightly --date D [--scheduler]`` with the warehouse and platform from the settings."""
+    return (run_scheduled if args.scheduler else run)(args.date, **_settings())
 
 
 def run(day: dt.date, *, warehouse_url: str, platform_url: str, token: str) -> int:
-    """Run the DAG for evaluation date ``day``; print a summary; 0 when every task succeeded."""
-    check_platform(platform_url, token)
+    """Run the DAG in-process for evaluation date ``day``; print a summary; 0 when every task succeeded."""
+    check_date(day, platform_url, token)
     ensure_manifest()
     env = airflow_env.local_env(airflow_env.connection_env(warehouse_url, platform_url, token))
     airflow_env.migrate(env)
     logical_date = orchestration.logical_date_for(day)
     log_file = airflow_env.airflow_home() / "logs" / "nightly" / f"{day}_{time.strftime('%Y%m%dT%H%M%S')}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    print(f"credit_nightly: grading {day} (logical date {logical_date.isoformat()}); Airflow output in {log_file}",
-          flush=True)
+    result_file = log_file.with_suffix(".json")
+    print(f"{DAG_ID}: grading {day} (logical date {logical_date.isoformat()}) in-process; Airflow output in "
+          f"{log_file}", flush=True)
     started = time.monotonic()
-    with log_file.open("w") as out:
-        subprocess.run([airflow_env.venv_bin("airflow"), "dags", "test", DAG_ID, logical_date.isoformat()],
-                       env=env, stdout=out, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT)
-    elapsed = time.monotonic() - started
-    failed = failed_tasks(Path(env["AIRFLOW_HOME"]) / "airflow.db", logical_date, log_file)
-    if failed is None:
-        failed = [f"no run was recorded: {last_exception(log_file) or 'the DAG did not run'}"]
-    if failed:
-        print(f"credit_nightly {day}: FAILED after {elapsed:.0f} s", flush=True)
-        for line in failed:
-            print(f"  {line}")
-        print(f"  details: {log_file}")
-        return 1
-    with warehouse.connect(warehouse_url) as conn:
-        print(format_summary(orchestration.summary(conn, day), elapsed, warehouse_url, log_file))
-    return 0
+    with log_file.open("w") as out, _status(f"{DAG_ID} {day}: running in-process"):
+        subprocess.run([sys.executable, "-m", "creditplus.in_process", DAG_ID, logical_date.isoformat(),
+                        str(result_file)], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT)
+    outcome = _read_outcome(result_file, log_file)
+    return report(day, outcome, time.monotonic() - started, warehouse_url, log_file)
+
+
+def _scheduler(warehouse_url: str):
+    """The REST API of the services running from this home, once they grade into ``warehouse_url`` and
+    the DAG is stored."""
+    from creditplus import airflow_services
+    from creditplus.airflow_api import AirflowApi
+
+    api = AirflowApi.for_running_services()
+    serving = airflow_services.state().get("warehouse")
+    if serving and serving != warehouse._redact(warehouse_url):
+        raise UserError(f"the running Airflow services grade into {serving}, not {warehouse._redact(warehouse_url)}; "
+                        "set CREDITPLUS_WAREHOUSE_URL to theirs, or restart them (`creditplus airflow down`, `up`)")
+    api.wait_for_dag(DAG_ID)
+    return api
+
+
+def run_scheduled(day: dt.date, *, warehouse_url: str, platform_url: str, token: str) -> int:
+    """Have the running services' scheduler do the night (triggered through the REST API); same summary."""
+    check_date(day, platform_url, token)
+    api = _scheduler(warehouse_url)
+    logical_date = orchestration.logical_date_for(day)
+    started = time.monotonic()
+    run_id = api.trigger(DAG_ID, logical_date)
+    print(f"{DAG_ID}: grading {day} under the scheduler (run {run_id}, logical date {logical_date.isoformat()})",
+          flush=True)
+    with _progress(f"{DAG_ID} {day}") as progress:
+        outcome = api.wait(DAG_ID, run_id, timeout=SCHEDULED_NIGHT_TIMEOUT_S, on_progress=progress)
+    where = f"{api.base_url}/dags/{DAG_ID}/runs/{run_id}"
+    return report(day, outcome, time.monotonic() - started, warehouse_url, where)
+
+
+def backfill_main(args) -> int:
+    """``creditplus backfill --from D1 --to D2``: the running scheduler grades every day D1..D2, oldest first;
+    one line per night; 0 when every night succeeded.
+
+    Each night is a run triggered through the REST API for its logical date (an ended one is replaced), so the DAG's ``max_active_runs=1`` keeps them, and the scheduled night, one at a time.
+    Airflow's own backfills are not used: the scheduler runs them beside scheduled runs (its limit on active
+    runs leaves backfill runs out), and two nights must never build the shared marts at once."""
+    first, last = args.from_date, args.to_date
+    if last < first:
+        raise UserError(f"--to {last} is before --from {first}")
+    settings = _settings()
+    for day in (first, last):
+        check_date(day, settings["platform_url"], settings["token"])
+    api = _scheduler(settings["warehouse_url"])
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    started = time.monotonic()
+    run_ids = {day: api.trigger(DAG_ID, orchestration.logical_date_for(day)) for day in days}
+    print(f"{DAG_ID}: {len(days)} night{'s' if len(days) > 1 else ''} {first}..{last} queued under the scheduler",
+          flush=True)
+    outcomes = {}
+    with _progress(f"backfill {first}..{last}") as progress:
+        for day in days:
+            outcomes[day] = api.wait(DAG_ID, run_ids[day], timeout=SCHEDULED_NIGHT_TIMEOUT_S, on_progress=progress)
+    for day, outcome in outcomes.items():
+        print(f"  {day}: {'success' if outcome.state == 'success' else 'FAILED'} (run {outcome.run_id})")
+        if outcome.state != "success":
+            print("\n".join(f"    {line}" for line in failure_lines(outcome, settings["warehouse_url"])))
+    failed = sum(o.state != "success" for o in outcomes.values())
+    print(f"{DAG_ID}: {len(days) - failed} of {len(days)} nights {first}..{last} succeeded in "
+          f"{time.monotonic() - started:.0f} s")
+    return 1 if failed else 0
+
+
+def check_date(day: dt.date, platform_url: str, token: str) -> None:
+    """The platform answers, accepts the token, and ``day`` can be graded; else one line (exit 2)."""
+    check_platform(platform_url, token)
+    try:
+        orchestration.check_evaluation_date(day, platform_url, token)
+    except orchestration.EvaluationDateError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _read_outcome(result_file: Path, log_file: Path) -> RunOutcome:
+    import json
+
+    try:
+        text = result_file.read_text()
+    except OSError:
+        raise UserError(f"the in-process Airflow run ended without an outcome; see {log_file}") from None
+    if "error" in (data := json.loads(text)):
+        raise UserError(f"{data['error']}; see {log_file}")
+    return RunOutcome.from_json(text)
+
+
+def _status(text: str):
+    from rich.console import Console
+
+    return Console(stderr=True).status(text)
+
+
+def _progress(label: str):
+    """A progress bar over the run's task instances (finished / all), naming what runs now."""
+    import contextlib
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from creditplus.airflow_api import TASK_DONE
+
+    @contextlib.contextmanager
+    def bar():
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task(label, total=None)
+
+            def update(tasks: list[TaskState]) -> None:
+                running = sorted({t.name for t in tasks if t.state == "running"})
+                progress.update(task, total=len(tasks), completed=sum(t.state in TASK_DONE for t in tasks),
+                                description=f"{label}: {', '.join(running[:3]) or 'waiting for the scheduler'}")
+            yield update
+    return bar()
+
+
+def report(day: dt.date, outcome: RunOutcome, elapsed: float, warehouse_url: str, where) -> int:
+    """Print the night's summary (0) or its failure: each failed task and why, and one line for the tasks
+    not run because of it (1)."""
+    if outcome.state == "success":
+        with warehouse.connect(warehouse_url) as conn:
+            print(format_summary(orchestration.summary(conn, day), elapsed, warehouse_url, where))
+        return 0
+    print(f"{DAG_ID} {day}: FAILED after {elapsed:.0f} s", flush=True)
+    for line in failure_lines(outcome, warehouse_url):
+        print(f"  {line}")
+    print(f"  details: {where}")
+    return 1
+
+
+def failure_lines(outcome: RunOutcome, warehouse_url: str) -> list[str]:
+    """``task: why`` for every failed task; then how many downstream tasks did not run."""
+    failed = [t for t in outcome.tasks if t.state == "failed"]
+    not_run = [t for t in outcome.tasks if t.state not in ("success", "failed", "skipped")]
+    reasons = _failure_reasons(outcome, failed, warehouse_url)
+    lines = [f"{t.name}: {reasons.get((t.task_id, t.map_index)) or 'failed (no error recorded; see its log)'}"
+             for t in failed]
+    if not failed:
+        lines.append(f"the run ended {outcome.state} with no failed task")
+    if not_run:
+        lines.append(f"{len(not_run)} downstream task{'s' if len(not_run) != 1 else ''} not run")
+    return lines
+
+
+def _failure_reasons(outcome: RunOutcome, failed: list[TaskState], warehouse_url: str) -> dict[tuple[str, int], str]:
+    """The last line of each failed task's error, and a quality gate's failed checks."""
+    reasons: dict[tuple[str, int], str] = {}
+    try:
+        with warehouse.connect(warehouse_url) as conn:
+            if conn.execute("select to_regclass('audit.task_failures')").fetchone()[0]:
+                for task_id, map_index, error in conn.execute(
+                        "select distinct on (task_id, map_index) task_id, map_index, error from audit.task_failures"
+                        " where dag_id = %s and run_id = %s order by task_id, map_index, try_number desc",
+                        (outcome.dag_id, outcome.run_id)):
+                    lines = [line for line in error.splitlines() if line.strip()]
+                    reasons[(task_id, map_index)] = lines[-1][:400] if lines else error
+            gates = [t for t in failed if t.task_id in QUALITY_GATES]
+            if gates and conn.execute("select to_regclass('audit.quality_results')").fetchone()[0]:
+                checks = conn.execute(
+                    "select suite, expectation, observed from audit.quality_results"
+                    " where run_id = %s and severity = 'critical' and not success order by suite, expectation",
+                    (outcome.run_id,)).fetchall()
+                for gate in gates:
+                    suites = QUALITY_GATES[gate.task_id]
+                    found = [f"{suite}.{name} observed {observed}" for suite, name, observed in checks if suite in suites]
+                    if found:
+                        reasons[(gate.task_id, gate.map_index)] = "failed check " + "; ".join(found)
+    except Exception as exc:  # noqa: BLE001 - the warehouse may be what failed the night: say so, report the rest
+        reasons.setdefault(("setup", -1), f"(the warehouse could not be read: {str(exc).splitlines()[0]})")
+    return reasons
 
 
 def check_platform(platform_url: str, token: str) -> None:
@@ -91,61 +261,7 @@ def _files(path: Path) -> list[Path]:
     return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.exists() else []
 
 
-def failed_tasks(metadata_db: Path, logical_date: dt.datetime, output: Path) -> list[str] | None:
-    """Unsuccessful tasks of the test run for ``logical_date`` as ``task: state: error`` lines;
-    ``None`` when no run was recorded (the DAG did not parse)."""
-    with sqlite3.connect(metadata_db) as db:
-        run = db.execute(
-            "select run_id, state from dag_run where dag_id = ? and logical_date = ?",
-            (DAG_ID, logical_date.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")),
-        ).fetchone()
-        if run is None:
-            return None
-        rows = db.execute(
-            "select task_id, map_index, rendered_map_index, state from task_instance"
-            " where dag_id = ? and run_id = ? and state not in ('success', 'skipped')"
-            " order by task_id, map_index", (DAG_ID, run[0]),
-        ).fetchall()
-    errors = task_errors(output)
-    lines = []
-    for task_id, map_index, label, state in rows:
-        name = task_id if map_index < 0 else f"{task_id}[{label or map_index}]"
-        error = errors.get((task_id, map_index))
-        lines.append(f"{name}: {state}" + (f": {error}" if error else ""))
-    if run[1] != "success" and not lines:
-        lines.append(f"the run ended {run[1]}")
-    return lines
-
-
-_STARTING = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
-_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT")
-# The line a traceback ends with: a qualified exception name, or a builtin one, then its message.
-_EXCEPTION = re.compile(r"^(?:(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*|\w*(?:Error|Exception|Exit|Interrupt))(?::\s|$)")
-
-
-def task_errors(output: Path) -> dict[tuple[str, int], str]:
-    """The exception each task last failed with, read from ``airflow dags test`` output
-    (tasks run in-process one at a time; a failure logs a traceback under the task)."""
-    errors: dict[tuple[str, int], str] = {}
-    current: tuple[str, int] | None = None
-    in_failure = False
-    for line in output.read_text(errors="replace").splitlines():
-        if started := _STARTING.search(line):
-            current, in_failure = (started[1], int(started[2])), False
-        elif _LOG_LINE.match(line):
-            in_failure = "Task failed with exception" in line
-        elif in_failure and current and _EXCEPTION.match(line):
-            errors[current] = line.strip()[:400]  # in a chain the raised (outermost) exception comes last
-    return errors
-
-
-def last_exception(output: Path) -> str | None:
-    """The last exception line anywhere in the output (e.g. why the DAG did not parse)."""
-    lines = [line.strip() for line in output.read_text(errors="replace").splitlines() if _EXCEPTION.match(line)]
-    return lines[-1][:400] if lines else None
-
-
-def format_summary(summary: dict, elapsed: float, warehouse_url: str, log_file: Path) -> str:
+def format_summary(summary: dict, elapsed: float, warehouse_url: str, where) -> str:
     """The lines printed after a successful run."""
     loads = summary["loads"]
     lines = [f"credit_nightly {summary['evaluation_date']}: success in {elapsed:.0f} s",
@@ -171,5 +287,5 @@ def format_summary(summary: dict, elapsed: float, warehouse_url: str, log_file: 
     lines += [f"  warehouse: {warehouse._redact(warehouse_url)}  (psql \"{warehouse._redact(warehouse_url)}\")",
               "    select * from marts.fct_enterprise_evaluation; select * from audit.load_runs; "
               "select * from audit.quarantine;",
-              f"  Airflow logs: {airflow_env.airflow_home() / 'logs'}  (this run: {log_file})"]
+              f"  Airflow: {where}"]
     return "\n".join(lines)

@@ -73,6 +73,58 @@ def republish(usccs: Collection[str], *, warehouse_url: str | None = None, run_i
     return publication_id
 
 
+def rollback(*, warehouse_url: str | None = None, to: int | None = None) -> tuple[tuple, tuple]:
+    """Make an earlier publication current again (default: the one made just before the current one), in one
+    transaction: every channel switches at commit; nothing is deleted, the switch is kept in
+    ``audit.publication_rollbacks``. Notices and warnings already sent stay; ``credit_office.objection_sla``
+    keeps the latest list (deadlines do not depend on the grades). Returns the (id, date) left and taken."""
+    with warehouse.connect(warehouse_url) as conn, conn.transaction():
+        current = _lock_current(conn)
+        if current is None:
+            raise PublicationError("nothing is published yet; nothing to roll back")
+        target = conn.execute(
+            "select publication_id, evaluation_date from audit.publications where publication_id ="
+            " coalesce(%s, (select max(publication_id) from audit.publications where publication_id < %s))",
+            (to, current[0])).fetchone()
+        if target is None:
+            raise PublicationError(f"publication {to} does not exist" if to else
+                                   f"publication {current[0]} is the first one; nothing to roll back to")
+        if target[0] == current[0]:
+            raise PublicationError(f"publication {to} is already current")
+        conn.execute("update audit.publications set is_current = false where is_current")
+        conn.execute("update audit.publications set is_current = true where publication_id = %s", (target[0],))
+        conn.execute("insert into audit.publication_rollbacks (from_publication, to_publication) values (%s, %s)",
+                     (current[0], target[0]))
+    return current, target
+
+
+def rollback_command(args) -> int:
+    """``creditplus publication rollback [--to ID]``."""
+    from creditplus.errors import UserError
+
+    try:
+        (left, left_day), (taken, taken_day) = rollback(to=args.to)
+    except PublicationError as exc:
+        raise UserError(str(exc)) from None
+    print(f"publication: every channel now reads publication {taken} (evaluation date {taken_day}); "
+          f"publication {left} ({left_day}) stays in the history")
+    return 0
+
+
+def list_command(args) -> int:
+    """``creditplus publication list``: the latest publications, the current one marked."""
+    with warehouse.connect() as conn:
+        rows = conn.execute("select publication_id, evaluation_date, model_version, published_by, published_at,"
+                            " enterprise_count, is_current from audit.publications"
+                            " order by publication_id desc limit %s", (args.limit,)).fetchall()
+    if not rows:
+        print("publication: nothing is published yet")
+    for pid, day, version, by, at, count, current in rows:
+        print(f"{'*' if current else ' '} {pid:>6}  {day}  {version:<4} {count:>8} enterprises  "
+              f"{at:%Y-%m-%d %H:%M:%S%z}  {by}")
+    return 0
+
+
 def _lock_current(conn: psycopg.Connection) -> tuple[int, dt.date] | None:
     """Serialise publications; the current publication's id and evaluation date (None before the first)."""
     conn.execute("select pg_advisory_xact_lock(hashtext('creditplus.publish'))")

@@ -5,7 +5,7 @@ sources) is driven by ``RESOURCES``; adding a resource touches only this table.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Field kinds understood by ``creditplus.validation``.
 TEXT, INT, COUNT, BOOL, DATE, MONTH, TIMESTAMP = "text", "int", "count", "bool", "date", "month", "timestamp"

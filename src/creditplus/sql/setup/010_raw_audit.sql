@@ -53,3 +53,16 @@ create table if not exists audit.watermarks (
     high_water timestamptz not null,
     updated_at timestamptz not null default now()
 );
+
+-- One row per failed try of a creditplus Airflow task, written by its failure callback
+-- (orchestration.record_task_failure): why a night failed, readable without Airflow's logs.
+create table if not exists audit.task_failures (
+    dag_id text not null,
+    run_id text not null,
+    task_id text not null,
+    map_index integer not null,
+    try_number integer not null,
+    error text not null,
+    failed_at timestamptz not null default now(),
+    primary key (dag_id, run_id, task_id, map_index, try_number)
+);

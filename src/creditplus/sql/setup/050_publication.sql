@@ -105,3 +105,10 @@ create table if not exists publication.objection_sla (
 -- false when due_on was counted over provisional calendar days; rows published before the column existed
 -- count as unconfirmed until the next publication replaces them.
 alter table publication.objection_sla add column if not exists deadline_confirmed boolean not null default false;
+
+-- Each time an operator made an earlier publication current again (`creditplus publication rollback`).
+create table if not exists audit.publication_rollbacks (
+    rolled_back_at timestamptz not null default now(),
+    from_publication bigint not null references audit.publications,
+    to_publication bigint not null references audit.publications
+);
