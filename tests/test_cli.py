@@ -1,6 +1,9 @@
 """The CLI contract: bad arguments give a one-line error and a non-zero exit, not a traceback."""
+import datetime as dt
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +22,117 @@ def test_bad_arguments_exit_non_zero_with_one_line(args, fragment):
     assert result.returncode == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
+
+
+SECRET = "s3cret-Pw"
+BAD_WAREHOUSES = {
+    "unreachable server": (f"postgresql://postgres:{SECRET}@127.0.0.1:1/creditplus", "cannot connect to the warehouse"),
+    "missing database": (f"postgresql://postgres@127.0.0.1:5432/no_such_db_cp?password={SECRET}", 'database "no_such_db_cp" does not exist'),
+    "malformed URL": (f"postgresql://postgres:{SECRET}@[::1", "the warehouse URL is malformed"),
+    "keyword form": (f"host=127.0.0.1 port=1 password={SECRET} dbname=creditplus", "cannot connect to the warehouse"),
+    "not a connection string": ("not a url", "the warehouse URL is malformed"),
+}
+
+
+@pytest.mark.parametrize("command", [["setup"], ["access", "grant", "--channel", "finance", "--user", "bob"],
+                                     ["nightly", "--date", "2026-11-20"]], ids=["setup", "access grant", "nightly"])
+@pytest.mark.parametrize("problem", BAD_WAREHOUSES)
+def test_a_warehouse_problem_is_one_line_without_its_password(command, problem, tmp_path):
+    """Checked before anything runs (``nightly`` too: no platform call, no Airflow), and never a traceback."""
+    import os
+
+    warehouse_url, fragment = BAD_WAREHOUSES[problem]
+    result = subprocess.run([sys.executable, "-m", "creditplus.cli", *command], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "CREDITPLUS_HOME": str(tmp_path),
+                                             "CREDITPLUS_WAREHOUSE_URL": warehouse_url})
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("creditplus: error:")]
+    assert len(errors) == 1 and fragment in errors[0] and "CREDITPLUS_WAREHOUSE_URL" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("text, shown", [
+    (f"postgresql://u:{SECRET}@db:5432/w", "postgresql://u:***@db:5432/w"),
+    (f"postgresql://u@db/w?sslmode=require&password={SECRET}&x=1", "postgresql://u@db/w?sslmode=require&password=***&x=1"),
+    (f"host=db password={SECRET} dbname=w", "host=db password=*** dbname=w"),
+    (f"host=db PASSWORD = '{SECRET} with space' dbname=w", "host=db PASSWORD = *** dbname=w"),
+    (f"sslpassword={SECRET}", "sslpassword=***"),
+    (f"redis://:{SECRET}@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+    (f'in URI: "postgresql://u:{SECRET}@[::1"', 'in URI: "postgresql://u:***@[::1"'),
+    ("http://127.0.0.1:8080/api/v2 (user admin@example)", "http://127.0.0.1:8080/api/v2 (user admin@example)"),
+])
+def test_every_form_of_password_is_redacted(text, shown):
+    from creditplus.warehouse import redact
+
+    assert redact(text) == shown
+
+
+def _dataset_with_a_directory(tmp_path):
+    (tmp_path / "enterprises.jsonl").mkdir()
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (lambda tmp: ["platform", "serve", "--data", tmp, "--port", "99999"], "'99999' is not a TCP port; use 1 to 65535"),
+    (lambda tmp: ["platform", "serve", "--data", ""], "'' is not a directory"),
+    (lambda tmp: ["platform", "serve", "--data", tmp], "holds none of the resource files (enterprises.jsonl, ...)"),
+    (lambda tmp: ["platform", "serve", "--data", _dataset_with_a_directory(Path(tmp))], "enterprises.jsonl: Is a directory"),
+    (lambda tmp: ["platform", "serve", "--data", tmp, "--token-file", f"{tmp}/missing"], "cannot read the token file"),
+    (lambda tmp: ["platform", "generate", "--out", "/proc/nope", "--enterprises", "5"], "cannot write the dataset to /proc/nope"),
+], ids=["port out of range", "empty data path", "no resource files", "resource file is a directory",
+        "missing token file", "unwritable output"])
+def test_the_simulators_command_line_refuses_in_one_line(args, fragment, tmp_path):
+    result = run_cli(*args(str(tmp_path)))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 or "usage:" in result.stderr
+
+
+def test_an_unset_platform_token_is_named(warehouse_url, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "CREDITPLUS_PLATFORM_TOKEN"}
+    result = subprocess.run([sys.executable, "-m", "creditplus.cli", "nightly", "--date", "2026-11-20"], text=True,
+                            capture_output=True, timeout=60,
+                            env={**env, "CREDITPLUS_HOME": str(tmp_path), "CREDITPLUS_WAREHOUSE_URL": warehouse_url})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("creditplus: error: CREDITPLUS_PLATFORM_TOKEN is not set: set it to the credit "
+                                     "platform's bearer token")
+
+
+def test_the_simulators_token_stays_out_of_the_process_list(tmp_path):
+    """From a file (or the environment) the token is not in the command line; ``--token`` still works, warned."""
+    import os
+    import socket
+
+    import httpx
+
+    from creditplus.platform.generator import generate
+
+    data = tmp_path / "city"
+    generate(data, 5, 1, dt.date(2026, 11, 26), 1)
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token-93e1\n")
+    for how, expected_warning in ((["--token-file", str(token_file)], False), (["--token", "file-token-93e1"], True)):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "creditplus.cli", "platform", "serve", "--data", str(data),
+                                   "--port", str(port), *how], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={k: v for k, v in os.environ.items() if k != "CREDITPLUS_PLATFORM_TOKEN"})
+        try:
+            assert "serving" in server.stdout.readline() + server.stdout.readline()
+            for _ in range(200):  # the line is printed just before uvicorn binds
+                try:
+                    answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/resources",
+                                       headers={"Authorization": "Bearer file-token-93e1"})
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.05)
+            assert answer.status_code == 200
+            in_command_line = b"file-token-93e1" in Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        finally:
+            server.terminate()
+            _, err = server.communicate(timeout=30)
+        assert in_command_line == expected_warning
+        assert ("warning: --token shows the token to every local user" in err) == expected_warning

@@ -118,6 +118,10 @@ def test_watermark_advances_with_each_night_and_a_backfill_never_rewinds_it(data
         assert high_water() == config.cutoff(D2)
         backfill = extract(D1 - dt.timedelta(days=3), url)
         again = extract(D2, url)
+        # A date after today would move the watermark into the future, and every later night would find
+        # its window covered and archive nothing: refused, the watermark stays.
+        with pytest.raises(ExtractError, match=r"penalties: cannot grade 2062-11-26: it is after today .*watermark stays"):
+            extract(dt.date(2062, 11, 26), url)
     assert high_water() == config.cutoff(D2)
     assert (backfill["status"], backfill["fetched"], backfill["pages"]) == ("succeeded", 0, 0)
     assert first["archived"] > 0 and second["archived"] == 2  # versions stamped on D2 (cases 114, 115)
@@ -148,6 +152,48 @@ def test_a_platform_down_past_the_retries_raises_and_the_next_run_resumes(datase
     assert runs == [(f"{D1}/honors/1", "succeeded", 0, runs[0][3], False), (f"{D2}/honors/1", "failed", 2, 0, True),
                     (f"{D2}/honors/2", "succeeded", 0, 0, False)]
     assert resumed["window_start"] == "2026-11-26T00:00:00+08:00"
+
+
+def test_a_retry_after_beyond_the_cap_fails_the_attempt_at_once(dataset, warehouse_url, monkeypatch):
+    """A platform asking to wait longer than CREDITPLUS_MAX_RETRY_AFTER is not waited for (the run would
+    hold its transaction and lock meanwhile, and later nights queue behind it). The simulator asks for 1 s."""
+    monkeypatch.setenv("CREDITPLUS_MAX_RETRY_AFTER", "0.5")
+    with running(dataset, faults="rate_limit=1.0") as url:
+        with pytest.raises(ExtractError) as failure:
+            extract_resource("patents", D1, warehouse_url=warehouse_url, platform_url=url, token="test-token")
+    assert "asked to wait 1 s (HTTP 429 Retry-After), more than the 0.5 s of CREDITPLUS_MAX_RETRY_AFTER" in str(failure.value)
+    with warehouse.connect(warehouse_url) as conn:  # no retry: the first 429 ended the attempt
+        assert conn.execute("select status, archived, retries from audit.load_runs where resource = 'patents'"
+                            ).fetchall() == [("failed", 0, 0)]
+
+
+def test_a_record_that_is_not_utf8_is_quarantined_with_its_bytes_and_the_page_archived(dataset, warehouse_url, tmp_path):
+    """A platform with a broken encoder: the simulator serves the line byte for byte (and can order it among
+    lines of the same instant), the extractor refuses just that record, keeping its bytes."""
+    import httpx
+
+    from creditplus.load import NOT_UTF8
+
+    lines = (dataset / "honors.jsonl").read_bytes().splitlines()
+    broken = lines[0].replace("黑河市诚信示范企业".encode(), b"\xff\xfe broken")
+    assert broken != lines[0]
+    twin = json.loads(lines[1]) | {"record_id": "HO-TWIN", "updated_at": json.loads(lines[0])["updated_at"]}
+    (tmp_path / "honors.jsonl").write_bytes(b"\n".join([broken, *lines[1:], json.dumps(twin).encode()]) + b"\n")
+    with running(tmp_path) as url:
+        page = httpx.get(f"{url}/api/v1/resources/honors", params={"page_size": 5000},
+                         headers={"Authorization": "Bearer test-token"})
+        run = extract_resource("honors", D1, warehouse_url=warehouse_url, platform_url=url, token="test-token")
+    assert page.status_code == 200 and b"\xff\xfe broken" in page.content
+    others = [json.loads(line) for line in [*lines[1:], json.dumps(twin).encode()]]
+    others = [r for r in others if parse_timestamp(r["updated_at"]) < config.cutoff(D1)]
+    valid = sum(refusal("honors", r) is None for r in others)
+    assert (run["status"], run["fetched"], run["archived"], run["quarantined"]) == (
+        "succeeded", len(others) + 1, valid, len(others) - valid + 1)
+    with warehouse.connect(warehouse_url) as conn:
+        found = conn.execute("select record_key, original from audit.quarantine where reason = %s", (NOT_UTF8,)).fetchall()
+        assert conn.execute("select count(*) from raw.honors where record_id = 'HO-TWIN'").fetchone()[0] == 1
+    assert [key for key, _ in found] == [json.loads(lines[0])["record_id"]]
+    assert "\\xff\\xfe broken" in found[0][1]
 
 
 def test_connection_refused_and_a_wrong_token_name_the_cause(dataset, warehouse_url):

@@ -56,11 +56,12 @@ from (
     {%- endif -%}
 {%- endmacro %}
 
-{# A text expression as a registry type. #}
+{# A text expression as a registry type. An empty optional field is absent (validation lets it pass as
+   such), so '' is null for every typed field. #}
 {% macro typed(text, type) -%}
-    {%- if type == 'month' -%} to_date({{ text }}, 'YYYY-MM')
+    {%- if type == 'month' -%} to_date(nullif({{ text }}, ''), 'YYYY-MM')
     {%- elif type == 'text' -%} {{ text }}
-    {%- else -%} ({{ text }})::{{ type }}
+    {%- else -%} nullif({{ text }}, '')::{{ type }}
     {%- endif -%}
 {%- endmacro %}
 

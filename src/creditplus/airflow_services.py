@@ -63,7 +63,7 @@ def _create_metadata_database(warehouse_url: str) -> None:
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot reach the PostgreSQL server for Airflow's metadata database at "
-                        f"{warehouse._redact(server)} ({reason}); start it or set CREDITPLUS_WAREHOUSE_URL") from None
+                        f"{warehouse.redact(server)} ({reason}); start it or set CREDITPLUS_WAREHOUSE_URL") from None
 
 
 def _redis_answers(url: str) -> bool:
@@ -82,7 +82,7 @@ def choose_broker() -> tuple[str, str, str | None]:
     configured = config.redis_url()
     if configured:
         if not _redis_answers(configured):
-            raise UserError(f"no Redis answers at {warehouse._redact(configured)}; start it, or unset "
+            raise UserError(f"no Redis answers at {warehouse.redact(configured)}; start it, or unset "
                             "CREDITPLUS_REDIS_URL to run the LocalExecutor")
         return "CeleryExecutor", configured, None
     if _redis_answers(config.DEFAULT_REDIS_URL):
@@ -257,13 +257,13 @@ def up(*, quiet: bool = False) -> dict:
     nightly.ensure_manifest()
     endpoints = native_endpoints(warehouse_url, executor, broker)
     env = service_env(endpoints)
-    say(f"airflow: preparing the metadata database {warehouse._redact(endpoints.metadata_url)}")
+    say(f"airflow: preparing the metadata database {warehouse.redact(endpoints.metadata_url)}")
     _init(env)
     started_at = time.time()
     for service in to_start:
         _start(service, env)
-    info = {"executor": executor, "api_url": endpoints.api_base_url, "warehouse": warehouse._redact(warehouse_url),
-            "metadata_url": warehouse._redact(endpoints.metadata_url),
+    info = {"executor": executor, "api_url": endpoints.api_base_url, "warehouse": warehouse.redact(warehouse_url),
+            "metadata_url": warehouse.redact(endpoints.metadata_url),
             "broker_url": broker if executor == "CeleryExecutor" else None,
             "password_file": env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"],
             "logs": str(services_dir()), "task_logs": str(airflow_env.airflow_home() / "logs")}
@@ -373,7 +373,7 @@ def down(*, quiet: bool = False) -> list[str]:
 def up_command(args) -> int:
     info = up()
     print(f"airflow: running with the {info['executor']}"
-          + (f" on {warehouse._redact(info['broker_url'])}" if info["broker_url"] else ""))
+          + (f" on {warehouse.redact(info['broker_url'])}" if info["broker_url"] else ""))
     print(f"  UI and REST API: {info['api_url']}  (user {deployment.ADMIN_USER}, password in {info['password_file']})")
     print(f"  metadata database: {info['metadata_url']}")
     print(f"  service logs: {info['logs']}; task logs: {info['task_logs']}")

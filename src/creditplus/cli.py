@@ -23,9 +23,19 @@ def iso_date(text: str) -> dt.date:
 
 def existing_dir(text: str) -> Path:
     path = Path(text)
-    if not path.is_dir():
+    if not text.strip() or not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is not a directory; give a dataset directory made by `creditplus platform generate`")
     return path
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port; use 1 to 65535, e.g. 8600")
+    return port
 
 
 def _command(sub, name: str, target: str, help_text: str) -> argparse.ArgumentParser:
@@ -48,8 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(platform, "serve", "creditplus.platform.server:main", "serve a dataset directory over HTTP")
     p.add_argument("--data", type=existing_dir, required=True)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8600)
-    p.add_argument("--token", default=None, help="bearer token (default: $CREDITPLUS_PLATFORM_TOKEN or 'dev-token')")
+    p.add_argument("--port", type=port_number, default=8600)
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="file holding the bearer token (default: $CREDITPLUS_PLATFORM_TOKEN, else 'dev-token')")
+    p.add_argument("--token", default=None,
+                   help="the bearer token itself: every local user sees it in the process list (a warning says so); "
+                        "prefer $CREDITPLUS_PLATFORM_TOKEN or --token-file")
     p.add_argument("--faults", default="", help="kind=rate,... kinds: rate_limit server_error slow truncated duplicate malformed late")
     p.add_argument("--fault-seed", type=int, default=0)
 

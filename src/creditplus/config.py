@@ -32,6 +32,7 @@ CST = dt.timezone(dt.timedelta(hours=8), "+08:00")
 DEFAULT_PLATFORM_URL = "http://127.0.0.1:8600"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_AIRFLOW_PORT = 8080
+DEFAULT_MAX_RETRY_AFTER_S = 300  # 5 minutes: the night's extract task waits no longer for a 429
 DEFAULT_PLATFORM_POOL_SLOTS = 2
 DEFAULT_PUBLISH_DEADLINE = "07:00"
 
@@ -67,6 +68,11 @@ def smtp_url() -> str:
     return os.environ.get("CREDITPLUS_SMTP_URL", "").strip()
 
 
+def max_retry_after() -> float:
+    """The longest ``Retry-After`` (seconds) a platform request waits; a longer one fails the attempt."""
+    return float(os.environ.get("CREDITPLUS_MAX_RETRY_AFTER") or DEFAULT_MAX_RETRY_AFTER_S)
+
+
 def platform_pool_slots() -> int:
     return int(os.environ.get("CREDITPLUS_PLATFORM_POOL_SLOTS") or DEFAULT_PLATFORM_POOL_SLOTS)
 
@@ -100,3 +106,10 @@ def configured_warehouse_url() -> str | None:
 def cutoff(evaluation_date: dt.date) -> dt.datetime:
     """Knowledge cutoff of evaluation date D: D+1 00:00 +08:00 (exclusive)."""
     return dt.datetime.combine(evaluation_date + dt.timedelta(days=1), dt.time(), CST)
+
+
+def not_yet(evaluation_date: dt.date) -> str | None:
+    """Why D cannot be graded yet (it is after today at +08:00: its records do not exist, and its cutoff
+    would move the extraction watermark past the present), or None."""
+    today = dt.datetime.now(CST).date()
+    return f"cannot grade {evaluation_date}: it is after today ({today}, +08:00)" if evaluation_date > today else None

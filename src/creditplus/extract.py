@@ -10,7 +10,8 @@ commit in one transaction: a run that fails archives nothing and the next run st
 again from the stored watermark.
 
 Retries (``Retry``): connection errors, timeouts, 5xx and truncated bodies back off
-exponentially with jitter; a 429 waits its ``Retry-After``. Past the attempts,
+exponentially with jitter; a 429 waits its ``Retry-After`` (up to ``CREDITPLUS_MAX_RETRY_AFTER``,
+default 5 minutes: a longer one fails the attempt at once). Past the attempts,
 ``ExtractError`` names the resource, the window, the page and the last HTTP status.
 
 Lookback: one day. The platform may serve a version up to 6 hours late (replication
@@ -70,6 +71,7 @@ class Retry:
     backoff: float = 0.5
     max_backoff: float = 30.0
     timeout: float = 60.0
+    max_retry_after: float | None = None  # None: CREDITPLUS_MAX_RETRY_AFTER (default 5 minutes)
 
     def delay(self, retry: int) -> float:
         return min(self.max_backoff, self.backoff * 2 ** retry) * random.uniform(0.5, 1.0)
@@ -88,6 +90,16 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _json(content: bytes) -> object:
+    """A response body's JSON. A body that is not valid UTF-8 (a platform with a broken encoder) is read with
+    its invalid bytes kept as lone surrogates, so that only the records holding them are refused
+    (``load.classify_items``) and the rest of the page is archived."""
+    try:
+        return json.loads(content)
+    except UnicodeDecodeError:
+        return json.loads(content.decode("utf-8", "surrogateescape"))
+
+
 class Platform:
     """A client of the platform API (spec: credit-platform-api.md) with retries.
 
@@ -96,6 +108,8 @@ class Platform:
     """
 
     def __init__(self, base_url: str, token: str, retry: Retry = Retry()):
+        if not token:
+            raise ExtractError("no platform token: set CREDITPLUS_PLATFORM_TOKEN (the platform connection's password)")
         self.base_url, self.retry, self.retries = base_url.rstrip("/"), retry, 0
         self.client = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"},
                                    timeout=httpx.Timeout(retry.timeout, connect=min(10.0, retry.timeout)),
@@ -123,7 +137,7 @@ class Platform:
                 last = str(response.status_code)
                 if response.status_code == 200:
                     try:
-                        body = json.loads(response.content)
+                        body = _json(response.content)
                     except ValueError:
                         body = None
                     if isinstance(body, dict) and isinstance(body.get(expect), list):
@@ -131,6 +145,11 @@ class Platform:
                     last = "200 with an unparseable or incomplete body"
                 elif response.status_code in RETRYABLE_STATUSES:
                     wait = _retry_after(response) if response.status_code == 429 else None
+                    cap = config.max_retry_after() if self.retry.max_retry_after is None else self.retry.max_retry_after
+                    if wait is not None and wait > cap:
+                        raise ExtractError(
+                            f"{what}: the platform at {self.base_url} asked to wait {wait:.0f} s (HTTP 429 "
+                            f"Retry-After), more than the {cap:g} s of CREDITPLUS_MAX_RETRY_AFTER; run again later")
                 else:
                     raise ExtractError(
                         f"{what}: the platform at {self.base_url} answered HTTP {response.status_code} "
@@ -273,6 +292,8 @@ def extract_resource(resource: str, evaluation_date: dt.date, *, warehouse_url: 
     if lookback < REPLICATION_LAG:
         raise ValueError(f"lookback {lookback} is shorter than the platform's {REPLICATION_LAG} replication lag; "
                          "late versions would be lost: use at least 6 hours (default 1 day)")
+    if reason := config.not_yet(evaluation_date):
+        raise ExtractError(f"{resource}: {reason}; nothing is extracted and the watermark stays")
     began = time.perf_counter()
     end = config.cutoff(evaluation_date)
     with warehouse.connect(warehouse_url, autocommit=True) as audit, warehouse.connect(warehouse_url) as conn:

@@ -9,7 +9,7 @@ deduplicated on their text, so loading the same records again adds nothing.
 
 Fast path: the JSON texts as received (the lines, or a whole API page) are ``COPY``-ed
 and PostgreSQL takes the records, keys and ``updated_at`` from them, inside a savepoint.
-Should PostgreSQL refuse them (NaN, ``\\u0000``, a timestamp form only Python reads),
+Should PostgreSQL refuse them (NaN, ``\\u0000``; validation admits only timestamps PostgreSQL reads),
 the careful path encodes each record in Python and normalises its ``updated_at``;
 records PostgreSQL cannot store at all are quarantined with the reason.
 
@@ -59,7 +59,7 @@ def add_counts(total: dict[str, int], part: dict[str, int]) -> dict[str, int]:
     return total
 
 
-def _encode(record: object) -> tuple[str, str | None]:
+def encode_record(record: object) -> tuple[str, str | None]:
     """(JSON text, problem): the text, and why PostgreSQL's ``jsonb`` cannot store it, if it cannot."""
     try:
         text = json.dumps(record, ensure_ascii=False, allow_nan=False)
@@ -71,13 +71,23 @@ def _encode(record: object) -> tuple[str, str | None]:
     return text, None
 
 
+NOT_UTF8 = ("record is not valid UTF-8 (its bytes are kept, each invalid one as \\xNN); the platform must "
+            "send UTF-8")
+
+
+def shown(text: str) -> str:
+    """``text`` storable as PostgreSQL text: bytes that were not UTF-8 (decoded as lone surrogates with
+    ``surrogateescape``) as ``\\xNN``; any other text unchanged."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _refused(res: Resource, record: object, original: str, reason: str) -> tuple[str | None, str | None, str, str]:
     """A quarantine row: (key values joined with ``|`` if any is present, updated_at, original, reason)."""
     key = None
     if isinstance(record, dict) and any(record.get(k) is not None for k in res.key):
-        key = "|".join("" if record.get(k) is None else str(record[k]) for k in res.key)
+        key = shown("|".join("" if record.get(k) is None else str(record[k]) for k in res.key))
     updated_at = record.get("updated_at") if isinstance(record, dict) else None
-    return key, None if updated_at is None else str(updated_at), original, reason
+    return key, None if updated_at is None else shown(str(updated_at)), shown(original), reason
 
 
 def _insert(res: Resource, source: sql.Composable) -> sql.Composed:
@@ -112,7 +122,7 @@ def _archive_records(cur: psycopg.Cursor, res: Resource, records: list[dict], lo
     PostgreSQL cannot store (NaN, NUL) come back as quarantine rows. Returns (archived, refused)."""
     rows, refused = [], []
     for record in records:
-        text, problem = _encode(record)
+        text, problem = encode_record(record)
         if problem:
             refused.append(_refused(res, record, text, problem))
         else:
@@ -140,16 +150,38 @@ class Batch:
     page_refused: list[int] | None = None
 
 
+def _utf8(page: str | bytes | None) -> bool:
+    if isinstance(page, bytes):
+        try:
+            page.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _not_utf8(item: object) -> bool:
+    """The item holds bytes that were not UTF-8 (lone surrogates from a ``surrogateescape`` decoding)."""
+    try:
+        json.dumps(item, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except ValueError:  # NaN: refused on its own grounds
+        pass
+    return False
+
+
 def classify_items(resource: str, items: Iterable[object], page: str | bytes | None = None) -> Batch:
     """Validate decoded records of ``resource``. ``page``: the JSON text they were decoded
-    from (an API response body, the records under ``"items"``), for PostgreSQL to read."""
+    from (an API response body, the records under ``"items"``), for PostgreSQL to read; a page that is
+    not valid UTF-8 was decoded with ``surrogateescape``, and its records holding such bytes are refused."""
     batch, positions = Batch(registry_entry(resource)), []
+    utf8 = _utf8(page)
     for position, item in enumerate(items, 1):
-        reason = validation.refusal(resource, item)
+        reason = NOT_UTF8 if not utf8 and _not_utf8(item) else validation.refusal(resource, item)
         if reason is None:
             batch.valid.append(item)
         else:
-            batch.refused.append(_refused(batch.res, item, _encode(item)[0], reason))
+            batch.refused.append(_refused(batch.res, item, encode_record(item)[0], reason))
             positions.append(position)
     if page is not None:
         batch.texts = [page.decode("utf-8", "replace") if isinstance(page, bytes) else page]
@@ -195,7 +227,7 @@ def write_batch(conn: psycopg.Connection, batch: Batch, load_id: str) -> dict[st
                             {"load_id": load_id, "refused": batch.page_refused})
                 archived, valid = cur.rowcount, []
                 cur.execute("release savepoint load_fast")
-            except psycopg.errors.DataError:  # NaN, \u0000, or a timestamp PostgreSQL reads otherwise
+            except psycopg.errors.DataError:  # NaN or \u0000
                 cur.execute("rollback to savepoint load_fast")
         if valid:
             archived, unstorable = _archive_records(cur, res, valid, load_id)

@@ -42,7 +42,7 @@ def main(args) -> int:
 
 def run(day: dt.date, *, warehouse_url: str, platform_url: str, token: str) -> int:
     """Run the DAG in-process for evaluation date ``day``; print a summary; 0 when every task succeeded."""
-    check_date(day, platform_url, token)
+    check_inputs(day, warehouse_url, platform_url, token)
     ensure_manifest()
     env = airflow_env.local_env(airflow_env.connection_env(warehouse_url, platform_url, token))
     airflow_env.migrate(env)
@@ -68,8 +68,8 @@ def _scheduler(warehouse_url: str):
 
     api = AirflowApi.for_running_services()
     serving = airflow_services.state().get("warehouse")
-    if serving and serving != warehouse._redact(warehouse_url):
-        raise UserError(f"the running Airflow services grade into {serving}, not {warehouse._redact(warehouse_url)}; "
+    if serving and serving != warehouse.redact(warehouse_url):
+        raise UserError(f"the running Airflow services grade into {serving}, not {warehouse.redact(warehouse_url)}; "
                         "set CREDITPLUS_WAREHOUSE_URL to theirs, or restart them (`creditplus airflow down`, `up`)")
     api.wait_for_dag(DAG_ID)
     return api
@@ -77,7 +77,7 @@ def _scheduler(warehouse_url: str):
 
 def run_scheduled(day: dt.date, *, warehouse_url: str, platform_url: str, token: str) -> int:
     """Have the running services' scheduler do the night (triggered through the REST API); same summary."""
-    check_date(day, platform_url, token)
+    check_inputs(day, warehouse_url, platform_url, token)
     api = _scheduler(warehouse_url)
     logical_date = orchestration.logical_date_for(day)
     started = time.monotonic()
@@ -102,7 +102,7 @@ def backfill_main(args) -> int:
         raise UserError(f"--to {last} is before --from {first}")
     settings = _settings()
     for day in (first, last):
-        check_date(day, settings["platform_url"], settings["token"])
+        check_inputs(day, settings["warehouse_url"], settings["platform_url"], settings["token"])
     api = _scheduler(settings["warehouse_url"])
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     started = time.monotonic()
@@ -123,8 +123,10 @@ def backfill_main(args) -> int:
     return 1 if failed else 0
 
 
-def check_date(day: dt.date, platform_url: str, token: str) -> None:
-    """The platform answers, accepts the token, and ``day`` can be graded; else one line (exit 2)."""
+def check_inputs(day: dt.date, warehouse_url: str, platform_url: str, token: str) -> None:
+    """The warehouse and the platform answer, the platform accepts the token, and ``day`` can be graded;
+    else one line (exit 2) before any task runs."""
+    warehouse.check(warehouse_url)
     check_platform(platform_url, token)
     try:
         orchestration.check_evaluation_date(day, platform_url, token)
@@ -231,6 +233,8 @@ def _failure_reasons(outcome: RunOutcome, failed: list[TaskState], warehouse_url
 
 def check_platform(platform_url: str, token: str) -> None:
     """Fail fast, in one line, when the platform is unreachable or refuses the token."""
+    if not token:
+        raise UserError("CREDITPLUS_PLATFORM_TOKEN is not set: set it to the credit platform's bearer token")
     try:
         response = httpx.get(f"{platform_url.rstrip('/')}/api/v1/resources",
                              headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -284,7 +288,7 @@ def format_summary(summary: dict, elapsed: float, warehouse_url: str, where) -> 
                      f"confirmed): {', '.join(unconfirmed)}")
     if summary["data_docs"]:
         lines.append(f"  Data Docs: {summary['data_docs']}")
-    lines += [f"  warehouse: {warehouse._redact(warehouse_url)}  (psql \"{warehouse._redact(warehouse_url)}\")",
+    lines += [f"  warehouse: {warehouse.redact(warehouse_url)}  (psql \"{warehouse.redact(warehouse_url)}\")",
               "    select * from marts.fct_enterprise_evaluation; select * from audit.load_runs; "
               "select * from audit.quarantine;",
               f"  Airflow: {where}"]

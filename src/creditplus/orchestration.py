@@ -154,9 +154,8 @@ class EvaluationDateError(ValueError):
 def check_evaluation_date(day: dt.date, platform_url: str, token: str) -> None:
     """Raise ``EvaluationDateError`` (one line) for a day after today (+08:00) or before the platform's first
     record; every other day the archive can answer."""
-    today = dt.datetime.now(config.CST).date()
-    if day > today:
-        raise EvaluationDateError(f"cannot grade {day}: it is after today ({today}, +08:00)")
+    if reason := config.not_yet(day):
+        raise EvaluationDateError(reason)
     first = platform_first_record(platform_url, token)
     if first is not None and day < first:
         raise EvaluationDateError(f"cannot grade {day}: it is before the platform's first record ({first})")

@@ -14,9 +14,17 @@ from stdnum.cn import uscc as stdnum_uscc
 from creditplus import resources as R
 
 _USCC_ALPHABET = frozenset("0123456789ABCDEFGHJKLMNPQRTUWXY")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
-_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
+# Every digit an ASCII 0-9 (spec: "Valid and refused records"; Python's \d would take full-width and
+# other Unicode digits, which PostgreSQL's casts refuse).
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+# PostgreSQL's numeric holds up to 131072 digits before the point and 16383 after.
+_DECIMAL = re.compile(r"-?[0-9]{1,131072}(\.[0-9]{1,16383})?")
+# ISO-8601 date and time with an offset, in the forms PostgreSQL reads too (Python's fromisoformat also
+# takes any separator character and packed times, which PostgreSQL refuses).
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+                        r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)")
+INT_RANGE = (-2**31, 2**31 - 1)  # a JSON integer must fit PostgreSQL's integer
 
 
 def is_valid_uscc(value: object) -> bool:
@@ -44,7 +52,7 @@ def parse_date(value: object) -> dt.date | None:
 
 def parse_timestamp(value: object) -> dt.datetime | None:
     """An ISO-8601 timestamp with an offset, else ``None``."""
-    if not isinstance(value, str) or not _DATE.match(value) or len(value) < 16:
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
         return None
     try:
         ts = dt.datetime.fromisoformat(value)
@@ -60,6 +68,8 @@ def _kind_problem(kind: str, value: object) -> str | None:
     if kind in (R.INT, R.COUNT):
         if not isinstance(value, int) or isinstance(value, bool):
             return "must be a JSON integer"
+        if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            return f"must lie in {INT_RANGE[0]}..{INT_RANGE[1]}"
         return "must be >= 0" if kind == R.COUNT and value < 0 else None
     if kind == R.BOOL:
         return None if isinstance(value, bool) else "must be a JSON boolean (true/false)"
@@ -71,7 +81,7 @@ def _kind_problem(kind: str, value: object) -> str | None:
         return None if parse_timestamp(value) else "must be an ISO-8601 timestamp with an offset, e.g. 2026-11-26T09:00:00+08:00"
     if kind in (R.MONEY, R.SIGNED_MONEY):
         if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
-            return 'must be a decimal string like "1234.50"'
+            return 'must be a decimal string of ASCII digits like "1234.50"'
         return "must be >= 0" if kind == R.MONEY and value.startswith("-") and value.strip("-0.") else None
     if kind in (R.USCC, R.SUBJECT_ID):
         return None if is_valid_uscc(value) else "must be an 18-character uscc with the right check character"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -11,13 +12,14 @@ import psycopg
 from psycopg import sql
 
 from creditplus import config
+from creditplus.errors import UserError
 from creditplus.resources import RESOURCES, Resource
 
 EMBEDDED_DB = "creditplus"
 
 
-class WarehouseError(RuntimeError):
-    pass
+class WarehouseError(UserError):
+    """The warehouse cannot be reached, or its URL is wrong: one line naming what to fix."""
 
 
 # ---------------------------------------------------------------- embedded server
@@ -114,15 +116,34 @@ def connect(warehouse_url: str | None = None, **kwargs) -> psycopg.Connection:
     for _ in range(20):  # a server that was just started may still be coming up
         try:
             return psycopg.connect(target, **kwargs)
+        except psycopg.ProgrammingError as exc:  # the URL itself cannot be parsed
+            raise WarehouseError(f"the warehouse URL is malformed ({redact(' '.join(str(exc).split()))}): fix "
+                                 "CREDITPLUS_WAREHOUSE_URL (postgresql://user@host:port/database)") from None
         except psycopg.OperationalError as exc:
             last = exc
+            if "does not exist" in str(exc) or "authentication" in str(exc):
+                break  # no wait makes these right
             time.sleep(0.25)
-    raise WarehouseError(f"cannot connect to the warehouse at {_redact(target)}: {last}")
+    reason = redact(" ".join(str(last).split()))
+    raise WarehouseError(f"cannot connect to the warehouse at {redact(target)}: {reason}; "
+                         "check CREDITPLUS_WAREHOUSE_URL and that the server runs")
 
 
-def _redact(target: str) -> str:
-    parts = urlsplit(target)
-    return target.replace(parts.password, "***") if parts.password else target
+# A password in a URL's user info, or a ``password=`` setting (keyword/value form, or a URL's query).
+_URL_PASSWORD = re.compile(r"(://[^:/@\s\"']*:)([^@\s\"'/]+)(@)")
+_PASSWORD_SETTING = re.compile(r"(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&\"]+)")
+
+
+def redact(text: str) -> str:
+    """``text`` (a connection URL or keyword/value string, or a message quoting one) with every password
+    replaced by ``***``."""
+    return _PASSWORD_SETTING.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", text))
+
+
+def check(warehouse_url: str) -> None:
+    """The warehouse answers (else ``WarehouseError``, one line): checked before a night starts."""
+    with connect(warehouse_url) as conn:
+        conn.execute("select 1")
 
 
 # ---------------------------------------------------------------- setup (idempotent)
@@ -161,5 +182,5 @@ def setup_command(args) -> int:
     """``creditplus setup``."""
     with connect() as conn:
         setup(conn)
-    print(f"warehouse ready at {_redact(url())}")
+    print(f"warehouse ready at {redact(url())}")
     return 0

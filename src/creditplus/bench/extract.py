@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shutil
 import socket
 import subprocess
@@ -63,7 +64,8 @@ def serving(data_dir: Path) -> Iterator[str]:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     child = subprocess.Popen([sys.executable, "-m", "creditplus.cli", "platform", "serve", "--data", str(data_dir),
-                              "--port", str(port), "--token", TOKEN], stdout=subprocess.DEVNULL)
+                              "--port", str(port)], env={**os.environ, "CREDITPLUS_PLATFORM_TOKEN": TOKEN},
+                             stdout=subprocess.DEVNULL)
     try:
         while True:
             if child.poll() is not None:

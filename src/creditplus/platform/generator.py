@@ -395,7 +395,10 @@ def main(args) -> int:
     """``creditplus platform generate``."""
     end = args.end_date or (dt.datetime.now(CST).date() - dt.timedelta(days=1))
     started = time.monotonic()
-    counts = generate(args.out, args.enterprises, args.seed, end, args.years)
+    try:
+        counts = generate(args.out, args.enterprises, args.seed, end, args.years)
+    except OSError as exc:
+        raise UserError(f"cannot write the dataset to {args.out}: {exc.strerror}; choose a writable directory") from None
     print(f"creditplus platform: wrote {sum(counts.values())} record versions for {args.enterprises} enterprises "
           f"through {end} to {args.out} in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return 0

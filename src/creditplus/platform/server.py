@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from creditplus import resources as R
+from creditplus.errors import UserError
 from creditplus.platform.faults import FAULT_KINDS, RETRY_AFTER_SECONDS, SLOW_SECONDS, Faults, parse_spec
 from creditplus.validation import parse_timestamp
 
@@ -91,7 +92,7 @@ class Table:
         return self.data[self.starts[i]:self.ends[i]]
 
     def key_text(self, i: int) -> str:
-        return _key_text(json.loads(self.line(i)), self.key)
+        return _key_text(_decode(self.line(i)), self.key)  # leniently: a line may hold bytes that are not UTF-8
 
 
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # one C call per line, no wrappers
@@ -109,7 +110,10 @@ def _decode(line: bytes) -> object:
 
 def load_table(resource: R.Resource, path: Path) -> Table:
     """Index ``path`` (missing = empty); unplaceable lines are skipped with a warning."""
-    data = path.read_bytes() if path.exists() else b""
+    try:
+        data = path.read_bytes() if path.exists() else b""
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}; it must be a JSON Lines file") from None
     instants, starts, ends = array("q"), array("q"), array("q")
     start, lineno = 0, 0
     while start < len(data):
@@ -146,7 +150,11 @@ def _order_ties_by_key(table: Table, order: list[int]) -> None:
 
 
 def load_dataset(data_dir: Path | str) -> dict[str, Table]:
-    """Every registry resource of ``data_dir`` (one ``<resource>.jsonl`` each)."""
+    """Every registry resource of ``data_dir`` (one ``<resource>.jsonl`` each; a missing one is empty, but
+    a directory with none of them is no dataset)."""
+    if not any((Path(data_dir) / f"{r.name}.jsonl").exists() for r in R.RESOURCES):
+        raise UserError(f"{data_dir} holds none of the resource files ({R.RESOURCES[0].name}.jsonl, ...); give a "
+                        "dataset directory made by `creditplus platform generate`")
     return {r.name: load_table(r, Path(data_dir) / f"{r.name}.jsonl") for r in R.RESOURCES}
 
 
@@ -328,9 +336,26 @@ def running(data_dir: Path | str, *, token: str = "test-token", faults: str = ""
         sock.close()
 
 
+def _token(args) -> str:
+    """The bearer token: ``--token-file``, else ``$CREDITPLUS_PLATFORM_TOKEN``, else ``--token`` (with a warning:
+    a command line is public to every local user), else ``dev-token``."""
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read the token file {args.token_file}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
+        if not token:
+            raise UserError(f"the token file {args.token_file} is empty; write the bearer token into it")
+        return token
+    if args.token:
+        print("warning: --token shows the token to every local user in the process list; "
+              "use CREDITPLUS_PLATFORM_TOKEN or --token-file", file=sys.stderr)
+    return os.environ.get("CREDITPLUS_PLATFORM_TOKEN") or args.token or "dev-token"
+
+
 def main(args) -> int:
     """``creditplus platform serve``: serve ``args.data`` in the foreground until Ctrl-C/SIGTERM."""
-    token = args.token or os.environ.get("CREDITPLUS_PLATFORM_TOKEN") or "dev-token"
+    token = _token(args)
     faults = Faults(parse_spec(args.faults), args.fault_seed)
     started = time.monotonic()
     dataset = load_dataset(args.data)
