@@ -74,7 +74,7 @@ FEED_METRICS = {
     "fetched": "bigint", "quarantined": "bigint", "history_nights": "bigint", "median_fetched": "float8",
     "volume_ratio": "float8", "quarantine_rate": "float8", "versions": "bigint", "duplicate_versions": "bigint",
     "invalid_uscc": "bigint", "invalid_amounts": "bigint", "implausible_amounts": "bigint", "future_dates": "bigint",
-    "early_dates": "bigint",
+    "early_dates": "bigint", "behind_publication": "bigint",
 }
 
 
@@ -89,6 +89,13 @@ def _night(res: R.Resource) -> sql.Composable:
 def _value(res: R.Resource, f: R.Field) -> sql.Composable:
     """A field as received: the key column, else the text in the record."""
     return sql.Identifier(f.name) if f.name in res.key else sql.SQL("(record ->> {})").format(sql.Literal(f.name))
+
+
+# The latest publication: when, and its cutoff (D+1 00:00 +08:00). A version archived after it that is older
+# than its cutoff was missing from what it published.
+LATEST_PUBLICATION = sql.SQL(
+    "select published_at as at, (evaluation_date + 1)::timestamp at time zone 'Asia/Shanghai' as cutoff"
+    " from audit.publications order by published_at desc limit 1")
 
 
 def _raw_checks(res: R.Resource, t: dict) -> sql.Composable:
@@ -131,9 +138,11 @@ def _raw_checks(res: R.Resource, t: dict) -> sql.Composable:
         "select {name} as resource, count(*) as versions, {duplicates} as duplicate_versions,"
         " {codes} as invalid_uscc, count(*) filter (where {amounts}) as invalid_amounts,"
         " count(*) filter (where {implausible}) as implausible_amounts,"
-        " count(*) filter (where {future}) as future_dates, count(*) filter (where {early}) as early_dates"
-        " from {night}"
-    ).format(name=sql.Literal(res.name), duplicates=duplicates, night=_night(res),
+        " count(*) filter (where {future}) as future_dates, count(*) filter (where {early}) as early_dates,"
+        " count(*) filter (where _loaded_at > published.at and updated_at < published.cutoff) as behind_publication"
+        " from raw.{table} left join ({published}) published on true where {tonight}"
+    ).format(name=sql.Literal(res.name), duplicates=duplicates, table=sql.Identifier(res.name), tonight=TONIGHT,
+             published=LATEST_PUBLICATION,
              codes=sql.SQL(" + ").join(codes) if codes else sql.SQL("0"),
              amounts=_any(amounts), implausible=_any(implausible),
              future=_any(future), early=_any(early))
@@ -163,7 +172,8 @@ select resource as subject, fetched, quarantined, history_nights, median_fetched
        case when history_nights >= %(min_history_nights)s and median_fetched >= %(min_median)s
             then coalesce(fetched, 0) / median_fetched end as volume_ratio,
        case when fetched >= %(min_fetched)s then quarantined::numeric / fetched end as quarantine_rate,
-       versions, duplicate_versions, invalid_uscc, invalid_amounts, implausible_amounts, future_dates, early_dates
+       versions, duplicate_versions, invalid_uscc, invalid_amounts, implausible_amounts, future_dates, early_dates,
+       behind_publication
 from (values {resources}) as registry (resource)
 left join tonight using (resource) left join history using (resource) left join raw_checks using (resource)
 """)
@@ -189,6 +199,8 @@ left join tonight using (resource) left join history using (resource) left join 
               "digits than thresholds' max_amount_digits (a unit or digit error)"),
         _none("event_dates_not_future", "future_dates", WARNING, "raw dates of D after D (periods' ends excepted)"),
         _none("dates_not_too_early", "early_dates", WARNING, "raw dates of D before thresholds' earliest_date"),
+        _none("nothing_missed_by_the_publication", "behind_publication", WARNING, "versions archived for D after "
+              "the latest publication, yet older than its cutoff: that publication graded without them"),
     )
     # A money amount with more integer digits than max_amount_digits (a regular expression: no cast per row).
     implausible = rf"^-?[0-9]{{{t['max_amount_digits'] + 1},}}"

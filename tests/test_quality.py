@@ -171,7 +171,7 @@ def test_acceptance_night_passes_with_warnings_recorded_and_data_docs(wh, tmp_pa
     assert elevated.observed["unexpected"]["penalties"] == pytest.approx(9 / 68)
     stored = rows(wh, "select suite, expectation, severity, success, observed, observed_value"
                       " from audit.quality_results where run_id = 'night-1' order by expectation")
-    assert len(stored) == len(result.outcomes) == 11
+    assert len(stored) == len(result.outcomes) == 12
     by_name = {r[1]: r for r in stored}
     assert by_name["quarantine_rate_elevated"][2:4] == ("warning", False)
     assert "penalties=0.1324" in by_name["quarantine_rate_elevated"][4]
@@ -222,6 +222,18 @@ def test_an_implausible_amount_only_warns(wh):
     assert result.passed
     implausible = next(o for o in result.warnings if o.expectation == "amounts_plausible")
     assert implausible.observed["unexpected"] == {"financials": 1}
+
+
+def test_a_version_archived_after_a_publication_that_graded_without_it_warns(wh):
+    """Night D was published; a later load archives a version older than D's cutoff (the platform sent it
+    later than its replication lag): D's publication graded without it."""
+    execute(wh, "insert into audit.publications (evaluation_date, model_version, run_id, published_by,"
+                " enterprise_count, indicator_count) values (%s, 'v1', 'night-1', 'credit_nightly', 1, 1)", (D,))
+    execute(wh, _raw_version("financials", {"uscc": FINANCIAL["uscc"], "year": "2024"}, {**FINANCIAL, "year": 2024}))
+    result = quality.check_feed(D, warehouse_url=wh, run_id="night-1-rerun")
+    assert result.passed
+    missed = next(o for o in result.warnings if o.expectation == "nothing_missed_by_the_publication")
+    assert missed.observed["unexpected"] == {"financials": 1}
 
 
 def _raw_version(resource: str, key: dict, record: dict) -> str:
@@ -347,3 +359,4 @@ def test_some_movement_warns_and_a_new_model_version_is_not_judged(wh):
     _publish_with_moved_grades(wh, 1.0, model_version="v0")
     result = quality.check_marts(D, warehouse_url=wh, run_id="night-2")
     assert result.passed and [o.expectation for o in result.warnings] == ["known_enterprises"]
+

@@ -14,11 +14,12 @@ exponentially with jitter; a 429 waits its ``Retry-After`` (up to ``CREDITPLUS_M
 default 5 minutes: a longer one fails the attempt at once). Past the attempts,
 ``ExtractError`` names the resource, the window, the page and the last HTTP status.
 
-Lookback: one day. The platform may serve a version up to 6 hours late (replication
-lag: left out of the first response whose ``updated_before`` it precedes by < 6 h).
-Re-reading the last day of the previous window picks such versions up with the next
-night at four times the lag, and re-read versions cost only a ``duplicates`` count
-(the archive is unique on key + ``updated_at``).
+Late versions: the platform may leave a version of the 6 hours before ``updated_before`` out of the
+first response that should hold it (replication lag), and serves it on any later request. After the
+window, its last 6 hours are asked for once more, so night D archives such versions itself (``late``:
+how many that pass archived). Lookback: one day; re-reading the last day of the previous window also
+picks up what a platform serves later still. Re-read versions cost only a ``duplicates`` count (the
+archive is unique on key + ``updated_at``).
 
 Watermark: the exclusive upper bound ``cutoff(D)`` of the last successful window, moved
 with ``greatest()`` so a backfill of an earlier night never rewinds it (such a backfill
@@ -261,6 +262,18 @@ def _halt(*threads: _Ahead) -> None:
             thread.join()
 
 
+def _window_then_late_band(platform: Platform, resource: str, start: dt.datetime | None, end: dt.datetime,
+                           page_size: int) -> Iterator[tuple[bool, list, bytes]]:
+    """(late, items, body) of the window's pages, then of its last ``REPLICATION_LAG`` once more: the
+    platform may hold a version of those hours back from the first request and serves it on any later one,
+    so night D archives it itself (its grades include it) instead of leaving it to the next night's look-back."""
+    for items, body in platform.pages(resource, start, end, page_size):
+        yield False, items, body
+    band = end - REPLICATION_LAG if start is None else max(start, end - REPLICATION_LAG)
+    for items, body in platform.pages(resource, band, end, page_size):
+        yield True, items, body
+
+
 def _begin_run(audit: psycopg.Connection, resource: str, evaluation_date: dt.date,
                start: dt.datetime | None, end: dt.datetime) -> tuple[str, int]:
     attempt = audit.execute(
@@ -275,7 +288,8 @@ def _begin_run(audit: psycopg.Connection, resource: str, evaluation_date: dt.dat
 
 _FINISH_RUN = (
     "update audit.load_runs set status = %(status)s, finished_at = clock_timestamp(), fetched = %(fetched)s,"
-    " archived = %(archived)s, duplicates = %(duplicates)s, quarantined = %(quarantined)s, pages = %(pages)s,"
+    " archived = %(archived)s, duplicates = %(duplicates)s, quarantined = %(quarantined)s, late = %(late)s,"
+    " pages = %(pages)s,"
     " retries = %(retries)s, fetch_seconds = %(fetch_seconds)s, load_seconds = %(load_seconds)s,"
     " wall_seconds = %(wall_seconds)s, error = %(error)s where load_id = %(load_id)s")
 
@@ -305,18 +319,22 @@ def extract_resource(resource: str, evaluation_date: dt.date, *, warehouse_url: 
         load_id, attempt = _begin_run(audit, resource, evaluation_date, start, end)
         run = {"load_id": load_id, "resource": resource, "evaluation_date": evaluation_date.isoformat(),
                "attempt": attempt, "window_start": None if start is None else _ts(start), "window_end": _ts(end),
-               **empty_counts(), "pages": 0, "retries": 0, "fetch_seconds": 0.0, "load_seconds": 0.0, "error": None}
+               **empty_counts(), "late": 0, "pages": 0, "retries": 0, "fetch_seconds": 0.0, "load_seconds": 0.0,
+               "error": None}
         with Platform(platform_url, token, retry) as platform:
             # Three stages overlap: paging (thread), validation (thread), COPY (here, waiting on PostgreSQL).
-            pages = _Ahead(platform.pages(resource, start, end, page_size), f"fetch-{resource}")
-            batches = _Ahead((classify_items(resource, items, body) for items, body in pages), f"validate-{resource}")
+            pages = _Ahead(_window_then_late_band(platform, resource, start, end, page_size), f"fetch-{resource}")
+            batches = _Ahead(((late, classify_items(resource, items, body)) for late, items, body in pages),
+                             f"validate-{resource}")
             try:
                 if start is None or start < end:  # else a backfill whose window is already covered
                     pages.start()
                     batches.start()
-                    for batch in batches:
+                    for late, batch in batches:
                         loaded = time.perf_counter()
-                        add_counts(run, write_batch(conn, batch, load_id))
+                        counts = write_batch(conn, batch, load_id)
+                        add_counts(run, counts)
+                        run["late"] += counts["archived"] if late else 0
                         run["load_seconds"] += time.perf_counter() - loaded
                 conn.execute(
                     "insert into audit.watermarks (resource, high_water) values (%s, %s) on conflict (resource) do update"
@@ -329,7 +347,7 @@ def extract_resource(resource: str, evaluation_date: dt.date, *, warehouse_url: 
             except BaseException as exc:
                 _halt(pages, batches)
                 conn.rollback()
-                run.update(empty_counts(), status="failed", pages=pages.count, retries=platform.retries,
+                run.update(empty_counts(), late=0, status="failed", pages=pages.count, retries=platform.retries,
                            fetch_seconds=pages.seconds, wall_seconds=time.perf_counter() - began, error=str(exc))
                 audit.execute(_FINISH_RUN, run)
                 if isinstance(exc, ExtractError):
