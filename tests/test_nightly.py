@@ -148,3 +148,25 @@ def test_a_date_before_the_platforms_first_record_is_refused_in_one_line(make_da
     result = nightly(_env(home, make_database("cp_nightly"), *platform), day)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr == f"creditplus: error: cannot grade {day}: it is before the platform's first record ({first})\n"
+
+
+def _shared(root: Path) -> list[str]:
+    """Files under ``root`` that another local user could read, and directories they could list."""
+    return [f"{oct(p.stat().st_mode)[-3:]} {p}" for p in [root, *root.rglob("*")]
+            if not p.is_symlink() and p.stat().st_mode & 0o077]
+
+
+def test_what_a_night_writes_is_readable_by_its_owner_only(in_process_night):
+    """Airflow's metadata database (connections), its logs, Data Docs: 0600 files in 0700 folders."""
+    home = in_process_night["home"]
+    assert (home / "airflow" / "airflow.db").exists() and list((home / "airflow" / "logs").rglob("*.log"))
+    assert _shared(home) == []
+
+
+def test_a_generated_dataset_is_readable_by_its_owner_only(tmp_path):
+    """Its people records carry resident IDs."""
+    out = tmp_path / "city"
+    result = subprocess.run([CLI, "platform", "generate", "--out", str(out), "--enterprises", "5"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (out / "dishonest_debtors.jsonl").exists() and _shared(out) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -121,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What the commands write holds secrets (Airflow's metadata, connections in its logs, the admin password)
+    # or personal data (generated datasets, Data Docs samples): readable by its owner only, also in the
+    # processes they start (Airflow's services, the in-process night, PostgreSQL).
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     module_name, func_name = args.target.split(":")
     try:
