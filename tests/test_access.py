@@ -175,3 +175,16 @@ def test_password_comes_from_piped_stdin_and_never_from_argv(url, user):
     assert password_matches(url, name, "piped secret")
     done = subprocess.run([*command, "--password", "x"], input="", env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unrecognized arguments: --password" in done.stderr
+
+
+@pytest.mark.parametrize("table", ["publication.enterprise_evaluation", "publication.indicator_score"])
+def test_each_publication_table_shows_the_portal_owner_only_the_verified_enterprise(url, table):
+    """Each table's own policy, as the portal views' owner reads it: the view joins both tables, so a test of
+    the view alone cannot see one table's policy gone."""
+    with warehouse.connect(url) as conn, conn.transaction():
+        assert conn.execute(f"select count(distinct uscc) from {table}").fetchone()[0] > 1  # others are there
+        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(channels.PORTAL_OWNER)))
+        distinct = f"select distinct uscc from {table}"
+        assert conn.execute(distinct).fetchall() == []  # no verified code: nothing
+        conn.execute("select set_config(%s, %s, true)", (channels.PORTAL_USCC_SETTING, A))
+        assert conn.execute(distinct).fetchall() == [(A,)]

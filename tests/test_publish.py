@@ -6,15 +6,17 @@ test_channels.py and test_access.py.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
 import time
 
+import psycopg
 import pytest
 from psycopg import sql
 
-from creditplus import channels, warehouse
+from creditplus import channels, publish as publish_module, warehouse
 from creditplus.publish import PublicationError, publish, republish
 
 D1, D2, D3 = dt.date(2026, 11, 24), dt.date(2026, 11, 25), dt.date(2026, 11, 26)
@@ -267,6 +269,25 @@ def test_a_repeatable_read_reader_sees_one_evaluation_across_a_publication(url):
         assert after == [(D2,)]
 
 
+@contextlib.contextmanager
+def publication_held_at(url: str, day: dt.date, mart: str, waiting_query: str, where: str):
+    """``publish(day)`` in a thread, held while it waits for ``mart`` (locked here) in a statement like
+    ``waiting_query``; the body runs meanwhile, then the publication is let go and has ended."""
+    blocked = ("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
+               " and query like %s")
+    with warehouse.connect(url) as blocker:
+        blocker.execute(sql.SQL("lock table {} in access exclusive mode").format(sql.Identifier("marts", mart)))
+        worker = threading.Thread(target=publish, args=(day,), kwargs={"warehouse_url": url, "run_id": f"run-{day}"})
+        worker.start()
+        deadline = time.monotonic() + 30
+        while query(url, blocked, (waiting_query,)) != [(1,)]:
+            assert time.monotonic() < deadline, f"the publication never reached {where}"
+            time.sleep(0.05)
+        yield
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+
+
 def test_readers_see_the_previous_publication_until_the_new_one_commits_whole(url):
     """A publication held half-way (its evaluation rows copied, waiting for the indicator mart) shows nothing of
     itself; at its commit every channel shows the new date at once."""
@@ -274,22 +295,30 @@ def test_readers_see_the_previous_publication_until_the_new_one_commits_whole(ur
     publish(D1, warehouse_url=url, run_id="run-1")
     before = {rel: query(url, f"select * from {rel} order by 1") for rel in ENTERPRISE_VIEWS}
     build_marts(url, D2)
-    blocked = ("select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
-               " and query like 'insert into \"publication\".\"indicator_score\"%%'")
-    with warehouse.connect(url) as blocker:
-        blocker.execute("lock table marts.fct_indicator_score in access exclusive mode")
-        worker = threading.Thread(target=publish, args=(D2,), kwargs={"warehouse_url": url, "run_id": "run-2"})
-        worker.start()
-        deadline = time.monotonic() + 30
-        while query(url, blocked) != [(1,)]:
-            assert time.monotonic() < deadline, "the publication never reached the indicator copy"
-            time.sleep(0.05)
+    with publication_held_at(url, D2, "fct_indicator_score", 'insert into "publication"."indicator_score"%',
+                             "the indicator copy"):
         assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
         assert {rel: query(url, f"select * from {rel} order by 1") for rel in ENTERPRISE_VIEWS} == before
-    worker.join(timeout=30)
-    assert not worker.is_alive()
     assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D2})}
     assert query(url, "select evaluation_date from audit.publications where is_current") == [(D2,)]
+
+
+def test_the_switch_and_what_follows_it_commit_together(url):
+    """A publication held after its switch of the current publication (writing the notices that follow it):
+    every channel still shows the previous date, none is empty, and no other publication may start; at its
+    commit they all show the new one. (Switching in two commits would show empty channels here.)"""
+    build_marts(url, D1)
+    publish(D1, warehouse_url=url, run_id="run-1")
+    build_marts(url, D2)
+    monitoring_marts(url, D2)
+    with publication_held_at(url, D2, "fct_rights_decisions", "%fct_rights_decisions%", "the notices after its switch"):
+        assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D1})}
+        assert query(url, "select evaluation_date from audit.publications where is_current") == [(D1,)]
+        with warehouse.connect(url) as other:  # the publication lock is still held
+            other.execute("set lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                publish_module._lock_current(other)
+    assert set(map(frozenset, channel_dates(url).values())) == {frozenset({D2})}
 
 
 def test_channel_views_survive_dbt_dropping_the_marts_and_do_not_depend_on_them(url):

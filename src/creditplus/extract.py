@@ -96,9 +96,10 @@ def _json(content: bytes) -> object:
     its invalid bytes kept as lone surrogates, so that only the records holding them are refused
     (``load.classify_items``) and the rest of the page is archived."""
     try:
-        return json.loads(content)
+        text = content.decode("utf-8")  # strictly (json.loads(bytes) would let encoded surrogates pass)
     except UnicodeDecodeError:
-        return json.loads(content.decode("utf-8", "surrogateescape"))
+        text = content.decode("utf-8", "surrogateescape")
+    return json.loads(text)
 
 
 class Platform:

@@ -68,6 +68,11 @@ def encode_record(record: object) -> tuple[str, str | None]:
             "record holds NaN or Infinity, which is not JSON; send numbers as JSON numbers or decimal strings")
     if "\\u0000" in text:
         return text, "record holds a NUL character (\\u0000), which PostgreSQL cannot store; remove it from the text"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text, ("record holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair), which is "
+                      "not Unicode text; send each character whole")
     return text, None
 
 
@@ -77,8 +82,13 @@ NOT_UTF8 = ("record is not valid UTF-8 (its bytes are kept, each invalid one as 
 
 def shown(text: str) -> str:
     """``text`` storable as PostgreSQL text: bytes that were not UTF-8 (decoded as lone surrogates with
-    ``surrogateescape``) as ``\\xNN``; any other text unchanged."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    ``surrogateescape``) and NUL characters (a key or ``updated_at`` may hold one) as ``\\xNN``; any other
+    text unchanged."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that came as a JSON escape (\\ud800): shown as one
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")
 
 
 def _refused(res: Resource, record: object, original: str, reason: str) -> tuple[str | None, str | None, str, str]:
