@@ -107,7 +107,9 @@ def database_name(url: str) -> str:
 
 
 # ---------------------------------------------------------------- one in-process night, shared
-BASIC_CASE = Path(__file__).resolve().parents[2] / "shared/acceptance/cases/basic-2026-11-26"
+# Copies of what the tests read from ../shared (a user's clone has no shared/): tests/fixtures/README.md.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+BASIC_CASE = FIXTURES / "basic-2026-11-26"
 BASIC_DAY = "2026-11-26"
 CLI = str(Path(sys.executable).with_name("creditplus"))
 

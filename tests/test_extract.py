@@ -19,9 +19,10 @@ from creditplus import config, warehouse
 from creditplus.extract import ExtractError, Retry, extract_all, extract_resource, list_resources
 from creditplus.platform.server import running
 from creditplus.resources import RESOURCES
+from conftest import BASIC_CASE
 from creditplus.validation import parse_timestamp, refusal
 
-ACCEPTANCE_DATASET = config.PROJECT_ROOT.parent / "shared/acceptance/cases/basic-2026-11-26/dataset"
+ACCEPTANCE_DATASET = BASIC_CASE / "dataset"
 D1 = dt.date(2026, 11, 26)
 D2 = D1 + dt.timedelta(days=1)
 FAST = Retry(attempts=8, backoff=0.01, max_backoff=0.1)
@@ -31,8 +32,6 @@ Version = tuple[tuple[str, ...], dt.datetime]  # key values as text, updated_at 
 
 @pytest.fixture(scope="session")
 def dataset() -> Path:
-    if not ACCEPTANCE_DATASET.is_dir():
-        pytest.skip(f"acceptance dataset not found at {ACCEPTANCE_DATASET}")
     return ACCEPTANCE_DATASET
 
 

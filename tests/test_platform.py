@@ -8,12 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from creditplus import cli, config, validation
+from conftest import BASIC_CASE
+from creditplus import cli, validation
 from creditplus.platform.server import running, updated_instant
 from creditplus.resources import RESOURCES
 from creditplus.resources import resource as registry_entry
 
-ACCEPTANCE = config.PROJECT_ROOT.parent / "shared/acceptance/cases/basic-2026-11-26/dataset"
+ACCEPTANCE = BASIC_CASE / "dataset"
 AUTH = {"Authorization": "Bearer test-token"}
 P = "/api/v1/resources/penalties"
 

@@ -19,13 +19,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from creditplus import config, dbt_runner, quality, validation, warehouse
+from conftest import BASIC_CASE
+from creditplus import dbt_runner, quality, validation, warehouse
 from creditplus.load import empty_counts, load_lines
 from creditplus.resources import RESOURCES
 
 pytestmark = pytest.mark.slow
 
-CASE = config.PROJECT_ROOT.parent / "shared/acceptance/cases/basic-2026-11-26"
+CASE = BASIC_CASE
 D = dt.date(2026, 11, 26)
 HISTORY_NIGHTS = 7
 CAPPED = "91231123763662782A"  # case 67: total 741, computed C, capped at D by a dishonest-debtor listing

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
+from conftest import BASIC_CASE
 from creditplus import config, dbt_runner, load, warehouse
 
-CASE = config.PROJECT_ROOT.parent / "shared/acceptance/cases/basic-2026-11-26"
+CASE = BASIC_CASE
 D = dt.date(2026, 11, 26)
 DATASETS = Path(__file__).parent / "datasets"
 EVAL_COLS = ("total_score", "grade", "computed_grade", "cap_reason", "basic_score", "operations_score", "social_score")
 
-pytestmark = pytest.mark.skipif(not CASE.is_dir(), reason="acceptance case not present")
 
 
 def expected():
