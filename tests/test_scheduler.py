@@ -109,8 +109,6 @@ def deployment(make_database, basic_platform, tmp_path_factory, monkeypatch_modu
         # dead worker had taken from the queue but not started is queued again after 90 s instead of 10 minutes
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90",
-        # only the runs the tests trigger: no scheduled night at 01:30 +08:00 should the suite span it
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         # an agency's DAGs beside the project's: Airflow's own DAG bundles
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([
             {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {}},
