@@ -19,14 +19,13 @@ base URL, password = bearer token). Logic lives in `creditplus.orchestration`.
 from __future__ import annotations
 
 from airflow.sdk import Asset, Param, dag, task
-from airflow.timetables.trigger import CronTriggerTimetable
 from creditplus import deployment, orchestration
 
 
 @dag(
     dag_id="credit_nightly",
     doc_md=__doc__,
-    schedule=CronTriggerTimetable("30 1 * * *", timezone="Asia/Shanghai"),
+    schedule=orchestration.nightly_schedule(),
     catchup=False,  # no start_date: the first scheduled night is the next 01:30; any past day is a backfill
     max_active_runs=1,
     tags=["creditplus", "nightly", "dbt"],

@@ -73,6 +73,17 @@ def test_nightly_runs_daily_at_0130_shanghai_without_catchup(nightly_dag):
     assert nxt == pendulum.datetime(2026, 11, 27, 1, 30, tz="Asia/Shanghai")
 
 
+def test_the_nightly_schedule_can_be_turned_off(monkeypatch):
+    """Only triggered nights (a test deployment: unpaused after 01:30 +08:00, the DAG runs that night at once)."""
+    from creditplus import orchestration
+
+    monkeypatch.setenv("CREDITPLUS_NIGHTLY_SCHEDULE", "off")
+    assert orchestration.nightly_schedule() is None
+    monkeypatch.setenv("CREDITPLUS_NIGHTLY_SCHEDULE", "sometimes")
+    with pytest.raises(ValueError, match="CREDITPLUS_NIGHTLY_SCHEDULE must be on or off, not 'sometimes'"):
+        orchestration.nightly_schedule()
+
+
 def _dbt_nodes(manifest) -> set[str]:
     return {n["name"] for n in manifest["nodes"].values()
             if n["resource_type"] in ("model", "seed") and n["package_name"] == manifest["metadata"]["project_name"]

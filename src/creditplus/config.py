@@ -68,6 +68,15 @@ def smtp_url() -> str:
     return os.environ.get("CREDITPLUS_SMTP_URL", "").strip()
 
 
+def nightly_scheduled() -> bool:
+    """``CREDITPLUS_NIGHTLY_SCHEDULE``: ``on`` (default) runs credit_nightly at 01:30 Asia/Shanghai; ``off`` runs
+    only the nights triggered through Airflow's REST API (``nightly --scheduler``, ``backfill``)."""
+    value = (os.environ.get("CREDITPLUS_NIGHTLY_SCHEDULE") or "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"CREDITPLUS_NIGHTLY_SCHEDULE must be on or off, not {value!r}")
+    return value == "on"
+
+
 def max_retry_after() -> float:
     """The longest ``Retry-After`` (seconds) a platform request waits; a longer one fails the attempt."""
     return float(os.environ.get("CREDITPLUS_MAX_RETRY_AFTER") or DEFAULT_MAX_RETRY_AFTER_S)

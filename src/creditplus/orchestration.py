@@ -80,6 +80,16 @@ def evaluation_date(logical_date: dt.datetime | None, params: dict | None = None
     return logical_date.astimezone(config.CST).date() - dt.timedelta(days=1)
 
 
+def nightly_schedule():
+    """credit_nightly's timetable: every day at ``SCHEDULE_TIME`` (Asia/Shanghai), or none (only triggered
+    runs) when CREDITPLUS_NIGHTLY_SCHEDULE is off."""
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    if not config.nightly_scheduled():
+        return None
+    return CronTriggerTimetable(f"{SCHEDULE_TIME.minute} {SCHEDULE_TIME.hour} * * *", timezone="Asia/Shanghai")
+
+
 def logical_date_for(evaluation_date: dt.date) -> dt.datetime:
     """The scheduled logical date whose run grades ``evaluation_date`` (D+1 01:30 +08:00)."""
     return dt.datetime.combine(evaluation_date + dt.timedelta(days=1), SCHEDULE_TIME, config.CST)

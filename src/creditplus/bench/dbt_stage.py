@@ -15,7 +15,6 @@ task instances (REST). Printed: both figures, their ratio against the 1.3x targe
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import socket
 import time
@@ -66,10 +65,7 @@ def main(args) -> int:
             "CREDITPLUS_HOME": str(home), "CREDITPLUS_WAREHOUSE_URL": url, "CREDITPLUS_PLATFORM_URL": platform_url,
             "CREDITPLUS_PLATFORM_TOKEN": TOKEN, "CREDITPLUS_REDIS_URL": f"{config.DEFAULT_REDIS_URL[:-2]}/{REDIS_DB}",
             "CREDITPLUS_AIRFLOW_PORT": str(_free_port()),
-            # the bench's own nights only (no scheduled night at 01:30 +08:00 should a run span it; this also
-            # stops asset-triggered runs, which the bench has none of)
-            "CREDITPLUS_AIRFLOW_SETTINGS": json.dumps({**config.airflow_settings(),
-                                                       "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}),
+            "CREDITPLUS_NIGHTLY_SCHEDULE": "off",  # the bench's own nights only
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port())})
         started = time.monotonic()
