@@ -74,7 +74,7 @@ def test_nightly_runs_daily_at_0130_shanghai_without_catchup(nightly_dag):
 
 
 def test_the_nightly_schedule_can_be_turned_off(monkeypatch):
-    """Only triggered nights (a test deployment: unpaused after 01:30 +08:00, the DAG runs that night at once)."""
+    """Only triggered nights (a test deployment: unpaused at 02:14 +08:00, the DAG ran that day's night at once)."""
     from creditplus import orchestration
 
     monkeypatch.setenv("CREDITPLUS_NIGHTLY_SCHEDULE", "off")

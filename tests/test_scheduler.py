@@ -125,7 +125,7 @@ def deployment(make_database, basic_platform, tmp_path_factory, monkeypatch_modu
                   CREDITPLUS_SMTP_URL=f"smtp://127.0.0.1:{sink.port}?from_email=creditplus%40example.test"
                                       "&disable_ssl=true&disable_tls=true",
                   CREDITPLUS_PUBLISH_DEADLINE="01:30:20",  # every night here outlasts its 20 s: a deadline mail
-                  # only the nights the tests trigger: unpaused after 01:30 +08:00, the DAG would run that night first
+                  # only the nights the tests trigger (unpaused at 02:14 +08:00, the DAG ran that day's 01:30 night first)
                   CREDITPLUS_NIGHTLY_SCHEDULE="off")
     monkeypatch_module.setenv("CREDITPLUS_HOME", str(home))  # this process reads the services' state
     try:
