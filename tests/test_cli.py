@@ -101,7 +101,9 @@ def test_an_unset_platform_token_is_named(warehouse_url, tmp_path):
 
 
 def test_the_simulators_token_stays_out_of_the_process_list(tmp_path):
-    """From a file (or the environment) the token is not in the command line; ``--token`` still works, warned."""
+    """From a file (or the environment) the token is not in the command line; ``--token`` still works, warned,
+    and wins over a token left in the environment (shared/acceptance/run exports each case's token after
+    starting its server: the next case's server must take its own ``--token``)."""
     import os
     import socket
 
@@ -119,7 +121,7 @@ def test_the_simulators_token_stays_out_of_the_process_list(tmp_path):
             port = s.getsockname()[1]
         server = subprocess.Popen([sys.executable, "-m", "creditplus.cli", "platform", "serve", "--data", str(data),
                                    "--port", str(port), *how], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env={k: v for k, v in os.environ.items() if k != "CREDITPLUS_PLATFORM_TOKEN"})
+                                  env={**os.environ, "CREDITPLUS_PLATFORM_TOKEN": "an-earlier-token"})
         try:
             assert "serving" in server.stdout.readline() + server.stdout.readline()
             for _ in range(200):  # the line is printed just before uvicorn binds

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=port_number, default=8600)
     p.add_argument("--token-file", type=Path, default=None,
-                   help="file holding the bearer token (default: $CREDITPLUS_PLATFORM_TOKEN, else 'dev-token')")
+                   help="file holding the bearer token (else --token, else $CREDITPLUS_PLATFORM_TOKEN, else 'dev-token')")
     p.add_argument("--token", default=None,
                    help="the bearer token itself: every local user sees it in the process list (a warning says so); "
                         "prefer $CREDITPLUS_PLATFORM_TOKEN or --token-file")

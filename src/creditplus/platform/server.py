@@ -337,8 +337,9 @@ def running(data_dir: Path | str, *, token: str = "test-token", faults: str = ""
 
 
 def _token(args) -> str:
-    """The bearer token: ``--token-file``, else ``$CREDITPLUS_PLATFORM_TOKEN``, else ``--token`` (with a warning:
-    a command line is public to every local user), else ``dev-token``."""
+    """The bearer token: ``--token-file``, else ``--token`` (with a warning: a command line is public to every
+    local user), else ``$CREDITPLUS_PLATFORM_TOKEN``, else ``dev-token``. What the command line names wins
+    over the environment, as it did before ``--token-file``."""
     if args.token_file is not None:
         try:
             token = args.token_file.read_text(encoding="utf-8").strip()
@@ -350,7 +351,7 @@ def _token(args) -> str:
     if args.token:
         print("warning: --token shows the token to every local user in the process list; "
               "use CREDITPLUS_PLATFORM_TOKEN or --token-file", file=sys.stderr)
-    return os.environ.get("CREDITPLUS_PLATFORM_TOKEN") or args.token or "dev-token"
+    return args.token or os.environ.get("CREDITPLUS_PLATFORM_TOKEN") or "dev-token"
 
 
 def main(args) -> int:
