@@ -189,7 +189,3 @@ class AirflowApi:
     def post_asset_event(self, uri: str, extra: dict) -> dict:
         """Record an update of the asset ``uri`` (as an external system would); DAGs scheduled on it run."""
         return self.request("POST", "/assets/events", json={"asset_id": self.asset_id(uri), "extra": extra}).json()
-
-    def asset_events(self, uri: str) -> list[dict]:
-        return self.request("GET", "/assets/events",
-                          params={"asset_id": self.asset_id(uri), "order_by": "timestamp"}).json()["asset_events"]

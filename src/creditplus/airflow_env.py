@@ -33,6 +33,13 @@ def venv_bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def create_private(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text`` (a secret), readable by its owner only from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def connection_env(warehouse_url: str, platform_url: str, token: str, smtp_url: str = "") -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables for the connections (JSON form; the token is the password; the SMTP
     server's, when given, as the Airflow connection URI it already is)."""

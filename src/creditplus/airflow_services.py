@@ -115,9 +115,7 @@ def _secret(name: str, make) -> str:
     """A generated secret kept in the services folder (owner-only), the same on every start."""
     path = services_dir() / name
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(make())
+        airflow_env.create_private(path, make())
     return path.read_text().strip()
 
 
@@ -167,27 +165,32 @@ def log_file(name: str) -> Path:
     return services_dir() / f"{name}.log"
 
 
-def _alive(pid: int) -> bool:
-    """Running and not a zombie (a process just stopped may linger as one)."""
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, pgrp, session, ...) while the
+    process is live, not a zombie (a process just stopped may linger as one); else None."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        return None
+    return fields if fields[0] not in ("Z", "X") else None
+
+
+def _alive(pid: int) -> bool:
+    return _stat(pid) is not None
 
 
 def _session_members(sid: int) -> list[int]:
     """Every live process of session ``sid`` (task processes run in process groups of their own)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-                members.append(int(entry.name))
-    return members
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and (fields := _stat(entry.name)) and int(fields[3]) == sid]
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @dataclass
@@ -332,11 +335,7 @@ def stop(name: str, *, timeout: float = STOP_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     while _alive(sid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid in _session_members(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _kill_all(_session_members(sid))
     path.unlink(missing_ok=True)
 
 
@@ -345,11 +344,7 @@ def kill(name: str) -> int:
     process of the session is gone."""
     sid = int(_pid_file(name).read_text())
     members = _session_members(sid)
-    for pid in members:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _kill_all(members)
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in members) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -143,10 +143,7 @@ def init() -> None:
     passwords = Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     if not passwords.exists():
         passwords.parent.mkdir(parents=True, exist_ok=True)
-        password = secrets.token_urlsafe(18)
-        fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump({ADMIN_USER: password}, out)
+        airflow_env.create_private(passwords, json.dumps({ADMIN_USER: secrets.token_urlsafe(18)}))
 
 
 def init_command(args) -> int:
