@@ -105,20 +105,18 @@ def test_the_simulators_token_stays_out_of_the_process_list(tmp_path):
     and wins over a token left in the environment (shared/acceptance/run exports each case's token after
     starting its server: the next case's server must take its own ``--token``)."""
     import os
-    import socket
 
     import httpx
 
     from creditplus.platform.generator import generate
+    from creditplus.warehouse import free_port
 
     data = tmp_path / "city"
     generate(data, 5, 1, dt.date(2026, 11, 26), 1)
     token_file = tmp_path / "token"
     token_file.write_text("file-token-93e1\n")
     for how, expected_warning in ((["--token-file", str(token_file)], False), (["--token", "file-token-93e1"], True)):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "creditplus.cli", "platform", "serve", "--data", str(data),
                                    "--port", str(port), *how], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env={**os.environ, "CREDITPLUS_PLATFORM_TOKEN": "an-earlier-token"})

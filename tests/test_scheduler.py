@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from conftest import BASIC_DAY, CLI, cli_env, published
 from creditplus import airflow_services, orchestration
 from creditplus.airflow_api import AirflowApi
 from creditplus.resources import RESOURCES
+from creditplus.warehouse import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,6 @@ NIGHTS = ["2026-11-24", "2026-11-25", BASIC_DAY]
 REDIS_DB = 13  # this suite's own broker database (flushed first): no other Airflow's workers share it
 NIGHT_TIMEOUT_S = 900
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SmtpSink:
@@ -54,7 +49,7 @@ class SmtpSink:
                 sink.messages.append({"to": envelope.rcpt_tos, "subject": str(make_header(decode_header(message["Subject"])))})
                 return "250 OK"
 
-        self.port = _free_port()
+        self.port = free_port()
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
 
     def wait_for(self, text: str, timeout: float = 180) -> dict:
@@ -117,9 +112,9 @@ def deployment(make_database, basic_platform, tmp_path_factory, monkeypatch_modu
     }
     env = cli_env(home, warehouse_url, *basic_platform,
                   CREDITPLUS_REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
-                  CREDITPLUS_AIRFLOW_PORT=str(_free_port()),
-                  AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
-                  AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()),
+                  CREDITPLUS_AIRFLOW_PORT=str(free_port()),
+                  AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+                  AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),
                   CREDITPLUS_AIRFLOW_SETTINGS=json.dumps(settings),
                   CREDITPLUS_ALERT_EMAIL="credit-office@example.test",
                   CREDITPLUS_SMTP_URL=f"smtp://127.0.0.1:{sink.port}?from_email=creditplus%40example.test"

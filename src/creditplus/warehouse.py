@@ -28,7 +28,8 @@ def _embedded_dirs() -> tuple[Path, Path]:
     return base / "data", base / "port"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -69,7 +70,7 @@ def start_embedded() -> str:
         pgdata.mkdir(parents=True, exist_ok=True)
     if not (pgdata / "PG_VERSION").exists():
         initdb(["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"], pgdata=pgdata, user=user)
-    port = _free_port()
+    port = free_port()
     pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l", str(pgdata / "server.log"), "start"],
            pgdata=pgdata, user=user, timeout=60)
     port_file.write_text(str(port))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import time
 
 from creditplus import config
@@ -24,11 +23,6 @@ from creditplus import config
 TARGET_RATIO = 1.3
 REDIS_DB = 12  # the bench's own broker database: a running deployment's workers never take its tasks
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stage_seconds(tasks, prefix: str) -> float:
@@ -64,10 +58,10 @@ def main(args) -> int:
         os.environ.update({
             "CREDITPLUS_HOME": str(home), "CREDITPLUS_WAREHOUSE_URL": url, "CREDITPLUS_PLATFORM_URL": platform_url,
             "CREDITPLUS_PLATFORM_TOKEN": TOKEN, "CREDITPLUS_REDIS_URL": f"{config.DEFAULT_REDIS_URL[:-2]}/{REDIS_DB}",
-            "CREDITPLUS_AIRFLOW_PORT": str(_free_port()),
+            "CREDITPLUS_AIRFLOW_PORT": str(warehouse.free_port()),
             "CREDITPLUS_NIGHTLY_SCHEDULE": "off",  # the bench's own nights only
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port())})
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(warehouse.free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(warehouse.free_port())})
         started = time.monotonic()
         try:
             info = airflow_services.up(quiet=True)
