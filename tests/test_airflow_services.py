@@ -10,12 +10,8 @@ import subprocess
 
 from conftest import CLI
 from creditplus import airflow_services, config, deployment
+from creditplus.warehouse import free_port
 
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def up(env_extra: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
@@ -30,7 +26,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 def test_a_missing_redis_is_one_line(warehouse_url, tmp_path):
-    port = _closed_port()
+    port = free_port()
     error = one_line_error(up({"CREDITPLUS_REDIS_URL": f"redis://127.0.0.1:{port}/0"}, tmp_path))
     assert error == (f"no Redis answers at redis://127.0.0.1:{port}/0; start it, or unset CREDITPLUS_REDIS_URL "
                      "to run the LocalExecutor")
@@ -48,9 +44,9 @@ def test_a_busy_port_is_one_line(warehouse_url, tmp_path):
 
 
 def test_an_unreachable_metadata_database_is_one_line(tmp_path):
-    port = _closed_port()
+    port = free_port()
     error = one_line_error(up({"CREDITPLUS_REDIS_URL": "redis://127.0.0.1:6379/14",
-                               "CREDITPLUS_AIRFLOW_PORT": str(_closed_port()),
+                               "CREDITPLUS_AIRFLOW_PORT": str(free_port()),
                                "CREDITPLUS_WAREHOUSE_URL": f"postgresql://ops:s3cret@127.0.0.1:{port}/creditplus"},
                               tmp_path))
     assert error.startswith("cannot reach the PostgreSQL server for Airflow's metadata database at "
@@ -60,7 +56,7 @@ def test_an_unreachable_metadata_database_is_one_line(tmp_path):
 
 def test_without_redis_it_says_so_and_runs_the_local_executor(monkeypatch):
     monkeypatch.delenv("CREDITPLUS_REDIS_URL", raising=False)
-    monkeypatch.setattr(config, "DEFAULT_REDIS_URL", f"redis://127.0.0.1:{_closed_port()}/0")
+    monkeypatch.setattr(config, "DEFAULT_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     executor, _, notice = airflow_services.choose_broker()
     assert executor == "LocalExecutor"
     assert notice.startswith(f"no Redis answers at {config.DEFAULT_REDIS_URL}: running the LocalExecutor")

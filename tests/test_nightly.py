@@ -112,11 +112,9 @@ def test_nightly_grades_publishes_reruns_and_a_broken_feed_keeps_the_publication
 
 
 def test_an_unreachable_platform_is_one_clear_line(make_database, home, tmp_path):
-    import socket
+    from creditplus.warehouse import free_port
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = nightly(_env(home, make_database("cp_nightly"), f"http://127.0.0.1:{port}", "t"))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -17,7 +17,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -59,9 +58,7 @@ def cached_dataset(enterprises: int) -> Path:
 @contextlib.contextmanager
 def serving(data_dir: Path) -> Iterator[str]:
     """``creditplus platform serve`` of ``data_dir`` in a child process; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = warehouse.free_port()
     url = f"http://127.0.0.1:{port}"
     child = subprocess.Popen([sys.executable, "-m", "creditplus.cli", "platform", "serve", "--data", str(data_dir),
                               "--port", str(port)], env={**os.environ, "CREDITPLUS_PLATFORM_TOKEN": TOKEN},
