@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from creditplus import warehouse
+from creditplus import portal, warehouse
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="creditplus-test-airflow-"))
@@ -151,3 +151,9 @@ def published(url: str) -> tuple[dict, dict]:
         points = {(u, i): (p, m, o) for u, i, p, m, o in conn.execute(
             "select uscc, indicator_code, points, max_points, under_objection from gov_share.indicator_scores")}
     return evaluations, points
+
+
+def portal_credential(url: str, uscc: str) -> str:
+    """A fresh portal credential for ``uscc``, issued as the credit office issues it."""
+    with warehouse.connect(url) as conn, conn.transaction():
+        return portal.issue_credential(conn, uscc)[1]

@@ -2,14 +2,16 @@
 role's privileges via ``SET ROLE`` (test_access.py repeats the privilege checks with real logins)."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import FIXTURES
-from creditplus import channels, warehouse
+from conftest import FIXTURES, portal_credential
+from creditplus import channels, portal, warehouse
 from test_publish import ENTERPRISES, GRADES, D1, D2, A, B, published_warehouse, query
 
 RESIDENT_ID = re.compile(r"[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
@@ -52,11 +54,14 @@ def assert_reads_only_its_channel(conn: psycopg.Connection, ch: channels.Channel
             conn.execute(create)
 
 
-def channel_rows(conn: psycopg.Connection, ch: channels.Channel) -> dict[str, list[tuple]]:
-    """Every row of ``ch``'s views as ``conn`` reads them (the portal's session set to enterprise A)."""
-    conn.execute("select set_config(%s, %s, false)", (channels.PORTAL_USCC_SETTING, A))
-    return {name: sorted(conn.execute(sql.SQL("select * from {}").format(relation(name))).fetchall(), key=repr)
-            for name in view_names(ch)}
+def channel_rows(conn: psycopg.Connection, ch: channels.Channel, credential: str) -> dict[str, list[tuple]]:
+    """Every row of ``ch``'s views as ``conn`` reads them in one transaction (enterprise_self: the portal
+    entered ``credential``)."""
+    with conn.transaction():
+        if ch.name == "enterprise_self":
+            portal.enter(conn, credential)
+        return {name: sorted(conn.execute(sql.SQL("select * from {}").format(relation(name))).fetchall(), key=repr)
+                for name in view_names(ch)}
 
 
 def leak_probe(conn: psycopg.Connection, role: str) -> list[str]:
@@ -124,15 +129,18 @@ def test_data_dictionary_is_generated_from_the_registry():
 def test_group_role_reads_its_own_views_only(url, ch):
     assert query(url, "select rolcanlogin, rolsuper, rolbypassrls from pg_roles where rolname = %s",
                  (ch.role,)) == [(False, False, False)]
+    credential = portal_credential(url, A)
     with warehouse.connect(url, autocommit=True) as conn:
-        expected = channel_rows(conn, ch)  # as the owner
+        expected = channel_rows(conn, ch, credential)  # as the owner
         assert all(expected.values()), expected
         conn.execute(sql.SQL("set role {}").format(sql.Identifier(ch.role)))
-        assert channel_rows(conn, ch) == expected
+        assert channel_rows(conn, ch, credential) == expected
         assert_reads_only_its_channel(conn, ch)
 
 
-def test_each_role_may_use_its_own_schema_and_connect_only(url):
+def test_each_role_may_use_its_own_schema_only(url):
+    """Not even CONNECT: the group roles are server-wide, so CONNECT goes to each login user in its own database
+    (test_access.py)."""
     privileges = f"""
         select (select array_agg(nspname::text order by nspname) from pg_namespace
                  where oid in ({PROJECT_SCHEMAS}) and has_schema_privilege(%(role)s, oid, 'usage')),
@@ -142,7 +150,7 @@ def test_each_role_may_use_its_own_schema_and_connect_only(url):
                has_database_privilege(%(role)s, current_database(), 'temporary'),
                (select rolcanlogin or rolbypassrls from pg_roles where rolname = %(role)s)"""
     for ch in channels.CHANNELS:
-        assert query(url, privileges, {"role": ch.role}) == [([ch.name], False, True, False, False)], ch.role
+        assert query(url, privileges, {"role": ch.role}) == [([ch.name], False, False, False, False)], ch.role
     # the owner of enterprise_self's view reads publication, but nobody logs in as it nor connects with it
     assert query(url, privileges, {"role": channels.PORTAL_OWNER}) == [(["publication"], False, False, False, False)]
 
@@ -178,18 +186,20 @@ def test_public_has_no_privileges_on_channels_or_publication(url):
 
 def test_no_personal_data_reaches_any_channel(url):
     planted = {id_no for _, _, id_no, *_ in ENTERPRISES.values()}
+    credentials = [portal_credential(url, uscc) for uscc in ENTERPRISES]
     names = {rep for _, rep, *_ in ENTERPRISES.values()}
 
     def scan(rel: str) -> tuple[set[str], set[str], set[str]]:
         """(columns, resident-ID-like values, legal representatives' names) found in ``rel``, read with the
-        portal's session set to each enterprise in turn; ``rel`` must have rows."""
+        portal entered as each enterprise in turn; ``rel`` must have rows."""
         values: set[str] = set()
-        with warehouse.connect(url) as conn:
-            for uscc in ENTERPRISES:
-                conn.execute("select set_config(%s, %s, false)", (channels.PORTAL_USCC_SETTING, uscc))
-                cur = conn.execute(sql.SQL("select * from {}").format(relation(rel)))
-                columns = {d.name for d in cur.description}
-                values |= {str(v) for row in cur.fetchall() for v in row if v is not None}
+        with warehouse.connect(url, autocommit=True) as conn:
+            for credential in credentials:
+                with conn.transaction():
+                    portal.enter(conn, credential)
+                    cur = conn.execute(sql.SQL("select * from {}").format(relation(rel)))
+                    columns = {d.name for d in cur.description}
+                    values |= {str(v) for row in cur.fetchall() for v in row if v is not None}
         assert values, f"{rel} has no rows to scan"
         ids = {m.group(0) for v in values for m in RESIDENT_ID.finditer(v)}
         ids |= {p for p in planted if any(p in v for v in values)}
@@ -208,31 +218,97 @@ def test_no_personal_data_reaches_any_channel(url):
                 assert "legal_rep_name" not in columns and rep_names == set(), name
 
 
-def test_enterprise_portal_sees_only_the_uscc_its_session_set(url):
+def test_enterprise_portal_sees_only_the_enterprise_it_entered_in_this_transaction(url):
+    credential_a, credential_b = portal_credential(url, A), portal_credential(url, B)
+    detail = "select distinct uscc from enterprise_self.evaluation_detail"
     with warehouse.connect(url, autocommit=True) as conn:
         seen = leak_probe(conn, "enterprise_portal")
-        detail = "select distinct uscc from enterprise_self.evaluation_detail"
-        assert conn.execute(detail).fetchall() == []  # nothing set: nothing seen
-        conn.execute("set creditplus.portal_uscc = ''")
-        assert conn.execute(detail).fetchall() == []
-        conn.execute("select set_config('creditplus.portal_uscc', %s, false)", (A,))
-        rows = conn.execute("select uscc, grade, previous_grade, indicator_code, points"
-                            " from enterprise_self.evaluation_detail order by indicator_code").fetchall()
-        assert [(u, g, p, code) for u, g, p, code, _ in rows] == [(A, "A", "A", c) for c in ("B1", "O5", "S3")]
-        conn.execute("select set_config('creditplus.portal_uscc', %s, false)", (B,))
-        assert conn.execute(detail).fetchall() == [(B,)]
-        # previous_grade: B's grade in the previous publication (D1), as gov_share shows it
-        assert conn.execute("select distinct grade, previous_grade from enterprise_self.evaluation_detail"
-                            ).fetchall() == [(GRADES[D2][B], GRADES[D1][B])] == [("A", "B")]
-        # a filter of its own cannot widen the view, nor can a leaky function peek under it
-        assert conn.execute("select count(*) from enterprise_self.evaluation_detail where uscc = %s",
-                            (A,)).fetchone() == (0,)
-        conn.execute("select * from enterprise_self.evaluation_detail where pg_temp.peek(uscc)").fetchall()
+        assert conn.execute(detail).fetchall() == []  # nothing entered: nothing seen
+        with conn.transaction():
+            assert portal.enter(conn, credential_a) == A
+            rows = conn.execute("select uscc, grade, previous_grade, indicator_code, points"
+                                " from enterprise_self.evaluation_detail order by indicator_code").fetchall()
+            assert [(u, g, p, code) for u, g, p, code, _ in rows] == [(A, "A", "A", c) for c in ("B1", "O5", "S3")]
+        with conn.transaction():
+            assert portal.enter(conn, credential_b) == B
+            assert conn.execute(detail).fetchall() == [(B,)]
+            # previous_grade: B's grade in the previous publication (D1), as gov_share shows it
+            assert conn.execute("select distinct grade, previous_grade from enterprise_self.evaluation_detail"
+                                ).fetchall() == [(GRADES[D2][B], GRADES[D1][B])] == [("A", "B")]
+            # a filter of its own cannot widen the view, nor can a leaky function peek under it
+            assert conn.execute("select count(*) from enterprise_self.evaluation_detail where uscc = %s",
+                                (A,)).fetchone() == (0,)
+            conn.execute("select * from enterprise_self.evaluation_detail where pg_temp.peek(uscc)").fetchall()
         assert set(seen) == {B}
         for forbidden in ("select * from publication.enterprise_evaluation",
                           "select * from publication.indicator_score"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(forbidden)
+
+
+def test_the_portal_login_cannot_forge_or_carry_over_a_verified_enterprise(url):
+    """The enterprise_portal role itself sets what it likes: the code by hand, a proof it copied, the settings
+    session-wide for the next request of a pooled connection, a session token edited to another code."""
+    credential = portal_credential(url, A)
+    detail = "select distinct uscc from enterprise_self.evaluation_detail"
+    with warehouse.connect(url, autocommit=True) as conn:
+        conn.execute("set role enterprise_portal")
+        conn.execute(f"set creditplus.portal_uscc = '{A}'")
+        assert conn.execute(detail).fetchall() == []
+        with conn.transaction():
+            token = conn.execute("select enterprise_self.sign_in(%s)", (credential,)).fetchone()[0]
+            assert conn.execute("select enterprise_self.enter(%s)", (token,)).fetchone() == (A,)
+            assert conn.execute(detail).fetchall() == [(A,)]
+            settings = conn.execute("select current_setting('creditplus.portal_uscc'),"
+                                    " current_setting('creditplus.portal_proof')").fetchone()
+        assert conn.execute(detail).fetchall() == []  # the next request: gone with the transaction
+        for scope_is_local in (False, True):
+            with conn.transaction():
+                conn.execute("select set_config('creditplus.portal_uscc', %s, %s),"
+                             " set_config('creditplus.portal_proof', %s, %s)",
+                             (settings[0], scope_is_local, settings[1], scope_is_local))
+                assert conn.execute(detail).fetchall() == []  # a copied proof is for another transaction
+        with conn.transaction():
+            conn.execute("select set_config('creditplus.portal_uscc', %s, true)", (B,))
+            conn.execute("select set_config('creditplus.portal_proof', %s, true)", (settings[1],))
+            assert conn.execute(detail).fetchall() == []
+        credential_id, _, until, signature = token.split(".")
+        for forged in (f"{credential_id}.{B}.{until}.{signature}", f"{credential_id}.{A}.{int(until) + 3600}.{signature}",
+                       f"{credential_id}.{A}.{until}.{'0' * 64}", "x.y.z.w", "", "....", credential):
+            with conn.transaction():
+                assert conn.execute("select enterprise_self.enter(%s)", (forged,)).fetchone() == (None,), forged
+                assert conn.execute(detail).fetchall() == []
+        for wrong in (credential[:-1] + ("A" if credential[-1] != "A" else "B"), credential.split(".")[0],
+                      f"{credential_id}.{B}", "", None):
+            assert conn.execute("select enterprise_self.sign_in(%s)", (wrong,)).fetchone() == (None,), wrong
+        for secret in ("select * from audit.portal_credentials", "select * from audit.portal_signing_key",
+                       "select audit.portal_signature('x')", "select audit.portal_proof('x')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(secret)
+
+
+def test_a_revoked_or_expired_credential_ends_its_sessions_at_the_next_request(url):
+    with warehouse.connect(url, autocommit=True) as conn:
+        for end in ("revoked_at = now()", "expires_at = now() - interval '1 second'"):
+            credential = portal_credential(url, A)
+            token = conn.execute("select enterprise_self.sign_in(%s)", (credential,)).fetchone()[0]
+            assert token is not None
+            conn.execute(f"update audit.portal_credentials set {end} where credential_id = %s",
+                         (credential.split(".")[0],))
+            with conn.transaction():
+                assert conn.execute("select enterprise_self.enter(%s)", (token,)).fetchone() == (None,)
+            assert conn.execute("select enterprise_self.sign_in(%s)", (credential,)).fetchone() == (None,)
+
+
+def test_the_session_signature_is_hmac_sha256_with_the_warehouse_key(url):
+    """The SQL HMAC (PostgreSQL has no hmac() without pgcrypto) against Python's, on the stored padded keys."""
+    with warehouse.connect(url) as conn:
+        inner, outer = conn.execute("select inner_pad, outer_pad from audit.portal_signing_key").fetchone()
+        key = bytes(b ^ 0x36 for b in inner)
+        assert bytes(b ^ 0x5c for b in key) == bytes(outer) and len(key) == 64
+        for message in ("session.abc", "统一社会信用代码", ""):
+            ours = conn.execute("select audit.portal_signature(%s)", (message,)).fetchone()[0]
+            assert ours == hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
 def test_a_leaky_function_cannot_see_past_the_xinyidai_filter(url):

@@ -10,12 +10,13 @@ import datetime as dt
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from creditplus import config, warehouse
+from creditplus import config, extract, warehouse
 from creditplus.extract import ExtractError, Retry, extract_all, extract_resource, list_resources
 from creditplus.platform.server import running
 from creditplus.resources import RESOURCES
@@ -168,6 +169,87 @@ def test_a_retry_after_beyond_the_cap_fails_the_attempt_at_once(dataset, warehou
     with warehouse.connect(warehouse_url) as conn:  # no retry: the first 429 ended the attempt
         assert conn.execute("select status, archived, retries from audit.load_runs where resource = 'patents'"
                             ).fetchall() == [("failed", 0, 0)]
+
+
+@pytest.fixture
+def waits(warehouse_url, monkeypatch) -> Iterator[list[tuple[float, int, int, bool]]]:
+    """Every wait of 0.5 s or more the extractor sleeps, with what a separate session saw at that moment:
+    (seconds, advisory locks held in the warehouse, its sessions idle in transaction, whether a later night
+    could take the resource's extract lock)."""
+    seen: list[tuple[float, int, int, bool]] = []
+    sleep = extract.time.sleep
+    with warehouse.connect(warehouse_url, autocommit=True) as probe:
+        def probing_sleep(seconds: float) -> None:
+            if seconds >= 0.5:
+                seen.append((seconds, *probe.execute(
+                    "select (select count(*) from pg_locks l join pg_database d on d.oid = l.database"
+                    "         where l.locktype = 'advisory' and d.datname = current_database()),"
+                    " (select count(*) from pg_stat_activity"
+                    "   where datname = current_database() and state like 'idle in transaction%%'),"
+                    " pg_try_advisory_xact_lock(hashtext('creditplus.extract'), hashtext('patents'))").fetchone()))
+            sleep(seconds)
+
+        monkeypatch.setattr(extract.time, "sleep", probing_sleep)
+        yield seen
+
+
+# rate_limit=0.15 with fault seed 13: of patents' 8 requests at page_size 20 (7 pages of the window, then 1 of
+# its last 6 hours) the 8th is answered 429, all the window loaded; then, from the start again, the 6th.
+RATE_LIMITED = dict(faults="rate_limit=0.15", fault_seed=13)
+
+
+def test_a_retry_after_longer_than_max_backoff_is_waited_holding_no_transaction_or_lock(dataset, warehouse_url, waits):
+    """Later nights must not queue behind a run that waits for the platform: the attempt ends (rolled back, the
+    lock released), the wait is slept outside any transaction, and a new attempt starts from the watermark."""
+    valid, refused = dataset_versions(dataset, config.cutoff(D1))
+    with running(dataset, **RATE_LIMITED) as url:
+        run = extract_resource("patents", D1, warehouse_url=warehouse_url, platform_url=url, token="test-token",
+                               retry=FAST, page_size=20)
+    assert waits == [(1.0, 0, 0, True), (1.0, 0, 0, True)]  # the simulator's Retry-After: 1, FAST waits 0.1 s inline
+    with warehouse.connect(warehouse_url) as conn:
+        assert sorted(archived_versions(conn)["patents"]) == sorted(valid["patents"])  # complete, each version once
+        assert quarantined(conn)["patents"] == refused["patents"]
+        rows = conn.execute("select attempt, status, archived, pages, error from audit.load_runs"
+                            " where resource = 'patents' order by attempt").fetchall()
+    assert [row[:4] for row in rows] == [(1, "failed", 0, 7), (2, "failed", 0, 5),
+                                         (3, "succeeded", len(valid["patents"]), 8)]
+    assert (run["attempt"], run["status"], run["window_start"], run["error"]) == (3, "succeeded", None, None)
+    band = f"({(config.cutoff(D1) - dt.timedelta(hours=6)).astimezone(config.CST).isoformat()}, 2026-11-27T00:00:00+08:00)"
+    for row, where in zip(rows, [f"{band} page 1", "(-, 2026-11-27T00:00:00+08:00) page 6"]):
+        assert row[4] == (f"patents window {where}: the platform at {url} asked to wait 1 s (HTTP 429 Retry-After), "
+                          "longer than the 0.1 s waited inline (Retry.max_backoff); the transaction and lock were "
+                          "released before any wait")
+    assert rows[2][4] is None
+
+
+def test_a_platform_asking_to_wait_in_every_attempt_fails_in_one_line(dataset, warehouse_url, waits):
+    with running(dataset, faults="rate_limit=1.0") as url:
+        with pytest.raises(ExtractError) as failure:
+            extract_resource("patents", D1, warehouse_url=warehouse_url, platform_url=url, token="test-token",
+                             retry=Retry(attempts=2, backoff=0.01, max_backoff=0.1))
+    assert str(failure.value) == (
+        f"patents window (-, 2026-11-27T00:00:00+08:00) page 1: the platform at {url} asked to wait 1 s (HTTP 429 "
+        "Retry-After), longer than the 0.1 s waited inline (Retry.max_backoff); each of 2 attempts (Retry.attempts) "
+        "was asked to wait, nothing was archived and the watermark stays: run again later")
+    assert waits == [(1.0, 0, 0, True)]  # between the two attempts; none after the last
+    with warehouse.connect(warehouse_url) as conn:
+        assert conn.execute("select attempt, status, archived from audit.load_runs order by attempt").fetchall() == [
+            (1, "failed", 0), (2, "failed", 0)]
+        assert conn.execute("select count(*) from audit.watermarks").fetchone()[0] == 0
+
+
+def test_a_retry_after_within_max_backoff_is_waited_inline(dataset, warehouse_url, waits):
+    """The simulator's 1 s with a max_backoff of 1 s: waited inside the attempt (the lock held), one attempt."""
+    valid, _ = dataset_versions(dataset, config.cutoff(D1))
+    with running(dataset, **RATE_LIMITED) as url:
+        run = extract_resource("patents", D1, warehouse_url=warehouse_url, platform_url=url, token="test-token",
+                               retry=Retry(attempts=8, backoff=0.01, max_backoff=1.0), page_size=20)
+    assert waits and all((seconds, locks, free) == (1.0, 1, False) for seconds, locks, _, free in waits)
+    assert (run["attempt"], run["status"], run["archived"], run["retries"]) == (
+        1, "succeeded", len(valid["patents"]), len(waits))
+    with warehouse.connect(warehouse_url) as conn:
+        assert sorted(archived_versions(conn)["patents"]) == sorted(valid["patents"])
+        assert conn.execute("select count(*) from audit.load_runs").fetchone()[0] == 1
 
 
 def test_a_record_that_is_not_utf8_is_quarantined_with_its_bytes_and_the_page_archived(dataset, warehouse_url, tmp_path):

@@ -16,7 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from creditplus import channels, publish as publish_module, warehouse
+from conftest import portal_credential
+from creditplus import channels, portal, publish as publish_module, warehouse
 from creditplus.publish import PublicationError, publish, republish
 
 D1, D2, D3 = dt.date(2026, 11, 24), dt.date(2026, 11, 25), dt.date(2026, 11, 26)
@@ -147,8 +148,9 @@ def query(url: str, statement: str, params=()) -> list[tuple]:
 
 def channel_dates(url: str) -> dict[str, set[dt.date]]:
     """The evaluation dates every channel view with an evaluation shows (as its owner)."""
+    credential = portal_credential(url, A)
     with warehouse.connect(url) as conn:
-        conn.execute("select set_config(%s, %s, false)", (channels.PORTAL_USCC_SETTING, A))
+        portal.enter(conn, credential)
         return {rel: {d for (d,) in conn.execute(sql.SQL("select distinct evaluation_date from {}").format(
                     sql.Identifier(*rel.split("."))))}
                 for rel in ENTERPRISE_VIEWS + ("gov_share.indicator_scores", "finance.xinyidai_recommendations",

@@ -1,5 +1,9 @@
 """``creditplus access grant|revoke``: an agency's login user joins or leaves a channel's group role.
 
+What a grant gives stays in its own warehouse database: the user gets CONNECT on this database (the groups have
+none), and a user that could connect to another warehouse on the same server is refused, because the group
+roles the spec names are server-wide.
+
 The password comes from ``CREDITPLUS_ACCESS_PASSWORD`` or, when that is unset, from piped
 stdin (never from the command line). It is hashed by libpq (SCRAM, the server's
 ``password_encryption``) before it is sent, so it never appears in SQL text or server logs.
@@ -39,6 +43,8 @@ def grant(args) -> int:
             statement += sql.SQL(" password {}").format(sql.Literal(verifier))
         conn.execute(statement)
         conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(channel.role), sql.Identifier(user)))
+        conn.execute(sql.SQL("grant connect on database {} to {}").format(_database(conn), sql.Identifier(user)))
+        _refuse_other_warehouses(conn, user)
     done = "updated" if exists else "created"
     print(f"{done} login user {user}{' with a new password' if password is not None and exists else ''}; "
           f"member of {channel.role} (channel {channel.name})")
@@ -57,8 +63,13 @@ def revoke(args) -> int:
                               (user, channel.role)).fetchone()[0]
         if member:
             conn.execute(sql.SQL("revoke {} from {}").format(sql.Identifier(channel.role), sql.Identifier(user)))
+        last = not conn.execute("select exists (select from pg_auth_members where member = to_regrole(%s)"
+                                " and roleid::regrole::text = any(%s))", (user, sorted(channels.GROUP_ROLES))).fetchone()[0]
+        if last:  # in no channel any more: it no longer connects here either
+            conn.execute(sql.SQL("revoke connect on database {} from {}").format(_database(conn), sql.Identifier(user)))
     if member:
-        print(f"revoked: {user} is no longer a member of {channel.role} (channel {channel.name})")
+        print(f"revoked: {user} is no longer a member of {channel.role} (channel {channel.name})"
+              + ("; in no channel any more, it can no longer connect" if last else ""))
     else:
         print(f"{user} was not a member of {channel.role} (channel {channel.name}); nothing changed")
     return 0
@@ -91,6 +102,22 @@ def _check_existing(conn: psycopg.Connection, user: str) -> bool:
     if is_group:
         raise UserError(f"{user!r} is a group role with members, not a login user")
     return True
+
+
+def _database(conn: psycopg.Connection) -> sql.Identifier:
+    return sql.Identifier(conn.execute("select current_database()").fetchone()[0])
+
+
+def _refuse_other_warehouses(conn: psycopg.Connection, user: str) -> None:
+    """A login user reads one warehouse: the channel groups are server-wide, so a member that could also connect to
+    another warehouse database (one PUBLIC may not connect to) would read that warehouse's channel there too."""
+    others = [name for name, in conn.execute(
+        "select datname from pg_database d where datname <> current_database() and datallowconn"
+        " and not has_database_privilege('public', d.oid, 'connect') and has_database_privilege(%s, d.oid, 'connect')"
+        " order by datname", (user,))]
+    if others:
+        raise UserError(f"{user!r} can also connect to the warehouse database(s) {', '.join(others)} on this server, "
+                        "where its channel groups would let it read too: grant a login user of its own here")
 
 
 def _group_exists(conn: psycopg.Connection, channel: channels.Channel) -> None:

@@ -151,8 +151,8 @@ CHANNELS: tuple[Channel, ...] = (
     )),
     Channel("enterprise_self", "enterprise_portal", "the graded enterprise after identity verification (第十四条)", (
         View("evaluation_detail",
-             "one per indicator of the enterprise whose uscc the portal session set in "
-             "`creditplus.portal_uscc` (row-level security); none when unset",
+             "one per indicator of the enterprise whose credential the portal entered in this transaction "
+             "(`enterprise_self.enter`, row-level security); none otherwise",
              EVALUATION + INDICATOR_DETAIL),
     )),
     Channel("regulator", "regulator_reader", "行业主管部门 industry regulators", (
@@ -187,8 +187,6 @@ BY_NAME: dict[str, Channel] = {c.name: c for c in CHANNELS}
 GROUP_ROLES: frozenset[str] = frozenset(c.role for c in CHANNELS)
 # Owner of enterprise_self's views: a role without BYPASSRLS, so row-level security applies.
 PORTAL_OWNER = "creditplus_portal_owner"
-# Session setting in which the enterprise portal puts the verified uscc.
-PORTAL_USCC_SETTING = "creditplus.portal_uscc"
 DICTIONARY_PATH = config.PROJECT_ROOT / "docs" / "channels.md"
 
 
@@ -214,8 +212,11 @@ def data_dictionary() -> str:
         "`REPEATABLE READ` transaction. 多条查询需读取同一次发布时，请在同一个 REPEATABLE READ 事务中执行。",
         "- The views read `publication.*` tables that dbt never rebuilds, with their owner's rights; a reader "
         "needs only its group role. 读者仅需所属渠道的组角色。",
-        f"- The enterprise portal sets the verified uscc per session: `select set_config('{PORTAL_USCC_SETTING}', "
-        "'<uscc>', false)`; without it `enterprise_self` shows no rows. 企业门户须先设置已核验的统一社会信用代码。",
+        "- `enterprise_self` shows one enterprise: the one whose credential (`creditplus portal credential`) the "
+        "portal's backend entered in the current transaction: `begin; select enterprise_self.enter("
+        "enterprise_self.sign_in('<credential>'));` then the query, then `commit`. Without it, or in the next "
+        "transaction, it shows no rows; a `creditplus.portal_uscc` set by hand is ignored. "
+        "企业门户须在同一事务中以信用办签发的凭证核验身份后查询。",
         "- `legal_rep_id_no` and a person's `subject_id` (resident ID numbers) appear in no channel; "
         "`legal_rep_name` only in `finance.xinyidai_recommendations`. 身份证号不出现在任何渠道。",
         "",

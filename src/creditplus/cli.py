@@ -118,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
         p = _command(access, action, f"creditplus.access:{action}", f"{action} a login user's membership of a channel")
         p.add_argument("--channel", required=True)
         p.add_argument("--user", required=True)
+
+    portal = sub.add_parser("portal", help="the enterprise portal's credentials (第十四条)").add_subparsers(
+        dest="portal_command", required=True)
+    p = _command(portal, "credential", "creditplus.portal:credential_command",
+                 "issue an enterprise its portal credential (shown once, stored hashed)")
+    p.add_argument("--uscc", required=True, help="the enterprise's unified social credit code")
+    p.add_argument("--days", type=int, default=90, help="days until it expires (default 90, at most 366)")
+    p = _command(portal, "revoke", "creditplus.portal:revoke_command",
+                 "revoke a credential, or every credential of an enterprise; its sessions end at once")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--credential", help="a credential id (`creditplus portal list`)")
+    which.add_argument("--uscc")
+    p = _command(portal, "list", "creditplus.portal:list_command", "credentials and their state, never their secrets")
+    p.add_argument("--uscc", default=None)
     return parser
 
 

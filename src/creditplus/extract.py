@@ -10,9 +10,13 @@ commit in one transaction: a run that fails archives nothing and the next run st
 again from the stored watermark.
 
 Retries (``Retry``): connection errors, timeouts, 5xx and truncated bodies back off
-exponentially with jitter; a 429 waits its ``Retry-After`` (up to ``CREDITPLUS_MAX_RETRY_AFTER``,
-default 5 minutes: a longer one fails the attempt at once). Past the attempts,
-``ExtractError`` names the resource, the window, the page and the last HTTP status.
+exponentially with jitter, up to ``max_backoff`` (30 s), inside the transaction. A 429 waits its
+``Retry-After``: up to ``max_backoff`` inline too; a longer one holds no transaction or lock while
+waiting, so later nights do not queue behind it: the attempt ends (rolled back, its lock released,
+its ``audit.load_runs`` row failed with the wait in ``error``), the wait is slept with no connection
+open, and a new attempt starts from the stored watermark, up to ``attempts`` attempts in all. A
+``Retry-After`` beyond ``CREDITPLUS_MAX_RETRY_AFTER`` (default 5 minutes) fails the attempt at once.
+Past the attempts, ``ExtractError`` names the resource, the window, the page and the last HTTP status.
 
 Late versions: the platform may leave a version of the 6 hours before ``updated_before`` out of the
 first response that should hold it (replication lag), and serves it on any later request. After the
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
 import queue
@@ -63,10 +68,21 @@ class ExtractError(RuntimeError):
     """The platform could not be read (down past the retries, or a request it refuses)."""
 
 
+class PlatformAskedToWait(ExtractError):
+    """A 429 whose ``Retry-After`` (``seconds``) is longer than ``Retry.max_backoff``: ``extract_resource``
+    ends the attempt and waits with no transaction or lock held."""
+
+    def __init__(self, message: str, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class Retry:
     """Per-request retry policy: ``attempts`` tries in all, exponential backoff with jitter
-    from ``backoff`` seconds up to ``max_backoff``; a 429's ``Retry-After`` is waited instead."""
+    from ``backoff`` seconds up to ``max_backoff``; a 429's ``Retry-After`` is waited instead, inline up
+    to ``max_backoff`` (a longer one, up to ``max_retry_after``, is waited by ``extract_resource`` between
+    attempts, ``attempts`` attempts in all, holding no transaction or lock)."""
 
     attempts: int = 8
     backoff: float = 0.5
@@ -107,12 +123,14 @@ class Platform:
 
     Retried: connection errors and timeouts, 429 (after ``Retry-After``), 5xx, and a
     200 whose body is not the expected JSON (truncated). Other statuses raise at once.
+    ``wait_outside``: a ``Retry-After`` longer than ``retry.max_backoff`` raises ``PlatformAskedToWait``
+    instead of being slept here (the caller holds a transaction).
     """
 
-    def __init__(self, base_url: str, token: str, retry: Retry = Retry()):
+    def __init__(self, base_url: str, token: str, retry: Retry = Retry(), *, wait_outside: bool = False):
         if not token:
             raise ExtractError("no platform token: set CREDITPLUS_PLATFORM_TOKEN (the platform connection's password)")
-        self.base_url, self.retry, self.retries = base_url.rstrip("/"), retry, 0
+        self.base_url, self.retry, self.retries, self.wait_outside = base_url.rstrip("/"), retry, 0, wait_outside
         self.client = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"},
                                    timeout=httpx.Timeout(retry.timeout, connect=min(10.0, retry.timeout)),
                                    verify=_tls_context())
@@ -152,6 +170,10 @@ class Platform:
                         raise ExtractError(
                             f"{what}: the platform at {self.base_url} asked to wait {wait:.0f} s (HTTP 429 "
                             f"Retry-After), more than the {cap:g} s of CREDITPLUS_MAX_RETRY_AFTER; run again later")
+                    if wait is not None and wait > self.retry.max_backoff and self.wait_outside:
+                        raise PlatformAskedToWait(
+                            f"{what}: the platform at {self.base_url} asked to wait {wait:g} s (HTTP 429 Retry-After), "
+                            f"longer than the {self.retry.max_backoff:g} s waited inline (Retry.max_backoff)", wait)
                 else:
                     raise ExtractError(
                         f"{what}: the platform at {self.base_url} answered HTTP {response.status_code} "
@@ -302,13 +324,30 @@ def extract_resource(resource: str, evaluation_date: dt.date, *, warehouse_url: 
     JSON-ready dict (``load_id``, ``resource``, ``evaluation_date``, ``attempt``, ``status``,
     ``window_start``/``window_end`` as ISO text at +08:00, the four load counts, ``pages``,
     ``retries``, ``fetch_seconds``, ``load_seconds``, ``wall_seconds``, ``error``). Raises
-    ``ExtractError`` (after recording the failed run) when the platform stays down past the retries."""
+    ``ExtractError`` (after recording the failed run) when the platform stays down past the retries.
+    A platform asking to wait longer than ``retry.max_backoff`` ends the attempt; the wait is slept here,
+    with no connection open, and a new attempt follows (``retry.attempts`` attempts in all)."""
     registry_entry(resource)
     if lookback < REPLICATION_LAG:
         raise ValueError(f"lookback {lookback} is shorter than the platform's {REPLICATION_LAG} replication lag; "
                          "late versions would be lost: use at least 6 hours (default 1 day)")
     if reason := config.not_yet(evaluation_date):
         raise ExtractError(f"{resource}: {reason}; nothing is extracted and the watermark stays")
+    for attempt in itertools.count(1):
+        try:
+            return _attempt(resource, evaluation_date, warehouse_url, platform_url, token, lookback, retry, page_size)
+        except PlatformAskedToWait as exc:
+            if attempt >= retry.attempts:
+                raise ExtractError(f"{exc}; each of {attempt} attempts (Retry.attempts) was asked to wait, nothing "
+                                   "was archived and the watermark stays: run again later") from exc
+            log.warning("%s; waiting %g s with no transaction or lock held, then attempt %d of %d",
+                        exc, exc.seconds, attempt + 1, retry.attempts)
+            time.sleep(exc.seconds)
+
+
+def _attempt(resource: str, evaluation_date: dt.date, warehouse_url: str, platform_url: str, token: str,
+             lookback: dt.timedelta, retry: Retry, page_size: int) -> dict:
+    """One attempt of ``extract_resource``: one ``audit.load_runs`` row, one transaction."""
     began = time.perf_counter()
     end = config.cutoff(evaluation_date)
     with warehouse.connect(warehouse_url, autocommit=True) as audit, warehouse.connect(warehouse_url) as conn:
@@ -322,7 +361,7 @@ def extract_resource(resource: str, evaluation_date: dt.date, *, warehouse_url: 
                "attempt": attempt, "window_start": None if start is None else _ts(start), "window_end": _ts(end),
                **empty_counts(), "late": 0, "pages": 0, "retries": 0, "fetch_seconds": 0.0, "load_seconds": 0.0,
                "error": None}
-        with Platform(platform_url, token, retry) as platform:
+        with Platform(platform_url, token, retry, wait_outside=True) as platform:
             # Three stages overlap: paging (thread), validation (thread), COPY (here, waiting on PostgreSQL).
             pages = _Ahead(_window_then_late_band(platform, resource, start, end, page_size), f"fetch-{resource}")
             batches = _Ahead(((late, classify_items(resource, items, body)) for late, items, body in pages),
@@ -347,11 +386,13 @@ def extract_resource(resource: str, evaluation_date: dt.date, *, warehouse_url: 
                 conn.commit()
             except BaseException as exc:
                 _halt(pages, batches)
-                conn.rollback()
+                conn.rollback()  # also releases the advisory lock
+                waits = isinstance(exc, PlatformAskedToWait)
                 run.update(empty_counts(), late=0, status="failed", pages=pages.count, retries=platform.retries,
-                           fetch_seconds=pages.seconds, wall_seconds=time.perf_counter() - began, error=str(exc))
+                           fetch_seconds=pages.seconds, wall_seconds=time.perf_counter() - began,
+                           error=f"{exc}; the transaction and lock were released before any wait" if waits else str(exc))
                 audit.execute(_FINISH_RUN, run)
-                if isinstance(exc, ExtractError):
+                if isinstance(exc, ExtractError) and not waits:
                     raise ExtractError(f"{exc}; nothing of {load_id} was archived and the watermark stays "
                                        f"{_ts(high_water)}: the next run resumes from it") from exc
                 raise

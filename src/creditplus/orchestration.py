@@ -154,7 +154,8 @@ def setup_warehouse(logical_date: dt.datetime | None, params: dict | None) -> No
     except EvaluationDateError as exc:
         raise AirflowFailException(str(exc)) from None  # not transient: no retry
     with warehouse.connect(warehouse_url()) as conn:
-        warehouse.setup(conn)
+        if through_groups := warehouse.setup(conn):
+            log.warning(warehouse.regrant_notice(through_groups))
 
 
 class EvaluationDateError(ValueError):

@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from creditplus import config
+from creditplus.channels import GROUP_ROLES
 from creditplus.errors import UserError
 from creditplus.resources import RESOURCES, Resource
 
@@ -165,23 +166,44 @@ def raw_table_ddl(res: Resource) -> sql.Composed:
 SETUP_DIR = Path(__file__).parent / "sql" / "setup"
 
 
-def setup(conn: psycopg.Connection) -> None:
+def setup(conn: psycopg.Connection) -> list[str]:
     """Create schemas, tables, roles and views; running it again changes nothing.
 
     Every script under ``sql/setup/`` must be idempotent (``if not exists``, ``or replace``).
+    Returns the login users that connected here only through a channel group (as setups before access was
+    per database allowed) and now need ``creditplus access grant`` again in their own warehouse.
     """
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext('creditplus.setup'))")
+        through_groups = _connecting_through_groups(conn)
         conn.execute("create schema if not exists raw")
         for res in RESOURCES:
             conn.execute(raw_table_ddl(res))
         for script in sorted(SETUP_DIR.glob("*.sql")):  # one file per concern, run in name order
             conn.execute(script.read_text())
+    return through_groups
+
+
+def _connecting_through_groups(conn: psycopg.Connection) -> list[str]:
+    return [name for name, in conn.execute(
+        "select distinct m.rolname::text from pg_database d cross join aclexplode(d.datacl) a"
+        " join pg_auth_members am on am.roleid = a.grantee join pg_roles m on m.oid = am.member"
+        " where d.datname = current_database() and a.privilege_type = 'CONNECT' and m.rolcanlogin"
+        " and a.grantee::regrole::text = any(%s)"
+        " and not exists (select from aclexplode(d.datacl) own where own.grantee = m.oid) order by 1",
+        (sorted(GROUP_ROLES),))]
+
+
+def regrant_notice(through_groups: list[str]) -> str:
+    return (f"channel access is now per database: {', '.join(through_groups)} no longer connect here through "
+            "their channel group; grant each again in its own warehouse with `creditplus access grant`")
 
 
 def setup_command(args) -> int:
     """``creditplus setup``."""
     with connect() as conn:
-        setup(conn)
+        through_groups = setup(conn)
     print(f"warehouse ready at {redact(url())}")
+    if through_groups:
+        print(regrant_notice(through_groups))
     return 0

@@ -4,7 +4,7 @@
 -- functions never see rows the view filters out (other grades, other publications, other enterprises).
 
 -- PUBLIC keeps none of PostgreSQL's defaults: no CONNECT or TEMPORARY on the database (a reader cannot create
--- temporary objects, and a role outside every channel cannot connect), nothing on schema public.
+-- temporary objects, and only login users granted in this database connect), nothing on schema public.
 revoke all on schema public from public;
 do $$ begin execute format('revoke all on database %I from public', current_database()); end $$;
 create schema if not exists gov_share;
@@ -159,7 +159,9 @@ begin
         continue when ch.schema_name is null;
         execute format('revoke all on schema %I from public', ch.schema_name);
         execute format('revoke all on all tables in schema %I from public', ch.schema_name);
-        execute format('grant connect on database %I to %I', current_database(), ch.role_name);
+        -- CONNECT is per login user and database (`creditplus access grant`), never the group's: the group
+        -- roles are cluster-wide, so a group's CONNECT would let a member into every warehouse of the server.
+        execute format('revoke connect on database %I from %I', current_database(), ch.role_name);
         execute format('grant usage on schema %I to %I', ch.schema_name, ch.role_name);
         execute format('grant select on all tables in schema %I to %I', ch.schema_name, ch.role_name);
     end loop;
@@ -170,18 +172,3 @@ alter view enterprise_self.evaluation_detail owner to creditplus_portal_owner;
 grant usage on schema publication to creditplus_portal_owner;
 grant select on publication.current_publication, publication.enterprise_evaluation,
                 publication.indicator_score to creditplus_portal_owner;
-
--- Row-level security narrows only the portal owner (the table owner and superusers bypass it).
-alter table publication.enterprise_evaluation enable row level security;
-alter table publication.indicator_score enable row level security;
-drop policy if exists granted_readers on publication.enterprise_evaluation;
-create policy granted_readers on publication.enterprise_evaluation for select using (true);
-drop policy if exists portal_own_enterprise on publication.enterprise_evaluation;
-create policy portal_own_enterprise on publication.enterprise_evaluation as restrictive for select
-    to creditplus_portal_owner using (uscc = current_setting('creditplus.portal_uscc', true));
-drop policy if exists granted_readers on publication.indicator_score;
-create policy granted_readers on publication.indicator_score for select using (true);
-drop policy if exists portal_own_enterprise on publication.indicator_score;
-create policy portal_own_enterprise on publication.indicator_score as restrictive for select
-    to creditplus_portal_owner using (uscc = current_setting('creditplus.portal_uscc', true));
-
