@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 
-.PHONY: install demo test lock airflow airflow-down bench-extract bench-score bench-dbt clean
+.PHONY: install browser demo test lock airflow airflow-down bench-extract bench-score bench-dbt clean
 
 install: $(STAMP)
 
@@ -19,8 +19,13 @@ $(STAMP): requirements.lock pyproject.toml
 demo: install
 	$(BIN)/creditplus demo
 
-test: install
+test: install browser
 	$(BIN)/pytest
+
+# Debian's Chromium and ChromeDriver, for the tests that open the report, the portal and Data Docs.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 airflow: install
 	$(BIN)/creditplus airflow up

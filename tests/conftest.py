@@ -157,3 +157,33 @@ def portal_credential(url: str, uscc: str) -> str:
     """A fresh portal credential for ``uscc``, issued as the credit office issues it."""
     with warehouse.connect(url) as conn, conn.transaction():
         return portal.issue_credential(conn, uscc)[1]
+
+
+# ---------------------------------------------------------------- a real headless browser (make browser)
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium through its ChromeDriver, with every host but loopback unresolvable (as in the
+    bureau's isolated network): a page that loads anything from the internet shows it in ``browser_errors``."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600",
+                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+                     "--lang=zh-CN"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def browser_errors(driver) -> list[str]:
+    """The console's errors and failed loads since the last call (the log is drained)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / ".creditplus" / "screenshots"

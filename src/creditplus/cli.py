@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--uscc")
     p = _command(portal, "list", "creditplus.portal:list_command", "credentials and their state, never their secrets")
     p.add_argument("--uscc", default=None)
+    p = _command(portal, "serve", "creditplus.portal_web:serve_command",
+                 "serve the read-only portal: public grade lookup, and each enterprise's own page after sign-in")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=port_number, default=8700)
     return parser
 
 
