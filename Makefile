@@ -22,10 +22,12 @@ demo: install
 test: install browser
 	$(BIN)/pytest
 
-# Debian's Chromium and ChromeDriver, for the tests that open the report, the portal and Data Docs.
+# Debian's Chromium and ChromeDriver, for the tests that open the report, the portal and Data Docs, and a
+# Chinese font (WenQuanYi Micro Hei) for their pages, screenshots and the report's charts.
 browser:
-	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver -a -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver fonts-wqy-microhei >/dev/null; }
 
 airflow: install
 	$(BIN)/creditplus airflow up

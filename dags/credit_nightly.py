@@ -9,7 +9,8 @@ Grades every enterprise as of the **previous day** (+08:00): the 01:30 run of D+
 quarantine) → `check_feed` (Great Expectations on the feed) → `dbt` (Cosmos's watcher: one `dbt build`,
 a task per seed and model; in-process: one `dbt_build` task) →
 `check_marts` (Great Expectations on staging and marts) → `publish` (one transaction switches
-every channel to this evaluation; emits the publication asset) → `report` (load and grade counts).
+every channel to this evaluation; emits the publication asset) → `report` (the night's HTML report under
+`<home>/reports/D.html`, its path logged; a teardown: it also runs, and says so, after a failed night).
 A critical quality failure fails the run before `publish`: the channels keep the previous publication.
 A failed run, or one not finished by the publish deadline (07:00), mails `CREDITPLUS_ALERT_EMAIL`.
 
@@ -18,7 +19,7 @@ base URL, password = bearer token). Logic lives in `creditplus.orchestration`.
 """
 from __future__ import annotations
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, Param, dag, task, teardown
 from creditplus import deployment, orchestration
 
 
@@ -56,9 +57,9 @@ def credit_nightly():
     def publish(logical_date=None, params=None, run_id=None, outlet_events=None) -> int:
         return orchestration.publish(logical_date, params, run_id, outlet_events)
 
-    @task
-    def report(logical_date=None, params=None) -> dict:
-        return orchestration.report(logical_date, params)
+    @teardown  # runs after a failed night too (its page says so); the run's state stays its tasks' own
+    def report(logical_date=None, params=None, run_id=None, ti=None) -> dict:
+        return orchestration.report(logical_date, params, run_id, ti)
 
     dbt = orchestration.dbt_stage()
     extracted = setup() >> extract.expand(resource=orchestration.RESOURCE_NAMES)

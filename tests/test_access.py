@@ -183,10 +183,11 @@ def test_password_comes_from_piped_stdin_and_never_from_argv(url, user):
     assert done.returncode == 2 and "unrecognized arguments: --password" in done.stderr
 
 
-@pytest.mark.parametrize("table", ["publication.enterprise_evaluation", "publication.indicator_score"])
+@pytest.mark.parametrize("table", ["publication.enterprise_evaluation", "publication.indicator_score",
+                                   "publication.indicator_explanation", "publication.objection_sla"])
 def test_each_publication_table_shows_the_portal_owner_only_the_verified_enterprise(url, table):
-    """Each table's own policy, as the portal views' owner reads it: the view joins both tables, so a test of
-    the view alone cannot see one table's policy gone."""
+    """Each table's own policy, as the portal views' owner reads it: evaluation_detail joins two tables, so a test
+    of the view alone cannot see one table's policy gone."""
     credential = portal_credential(url, A)
     distinct = f"select distinct uscc from {table}"
     with warehouse.connect(url) as conn, conn.transaction():

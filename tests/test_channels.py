@@ -12,14 +12,15 @@ from psycopg import sql
 
 from conftest import FIXTURES, portal_credential
 from creditplus import channels, portal, warehouse
-from test_publish import ENTERPRISES, GRADES, D1, D2, A, B, published_warehouse, query
+from test_publish import ENTERPRISES, GRADES, D1, D2, A, B, D, published_warehouse, query
 
 RESIDENT_ID = re.compile(r"[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dXx]")
 PERSONAL_COLUMNS = {"legal_rep_id_no", "subject_id", "id_no", "subject_type"}
 # A sample of what no reader may touch: every non-channel schema, and (added per role) other channels.
 FORBIDDEN = ("raw.enterprises", "audit.publications", "audit.load_runs", "staging.stg_enterprises",
              "intermediate.int_population", "marts.fct_enterprise_evaluation", "publication.enterprise_evaluation",
-             "publication.indicator_score", "publication.current_enterprise_evaluation",
+             "publication.indicator_score", "publication.indicator_explanation",
+             "publication.current_enterprise_evaluation",
              "publication.regulator_notifications", "publication.supply_chain_summary",
              "publication.unresolved_references")
 # Schemas that are not PostgreSQL's own.
@@ -244,6 +245,45 @@ def test_enterprise_portal_sees_only_the_enterprise_it_entered_in_this_transacti
                           "select * from publication.indicator_score"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(forbidden)
+
+
+def test_the_portal_explains_the_points_of_the_enterprise_it_entered_only(url):
+    """enterprise_self.indicator_explanations, under evaluation_detail's row-level security: a session entered for
+    an enterprise sees that enterprise's rows only, which sum to its points per indicator and name the record of its
+    cap (and the one an upheld objection excluded); the view's owner reads nothing without a verified session."""
+    explained = ("select uscc, indicator_code, sum(points_moved)::int from enterprise_self.indicator_explanations"
+                 " where indicator_code is not null group by 1, 2 order by 1, 2")
+    scored = "select uscc, indicator_code, points from enterprise_self.evaluation_detail order by 1, 2"
+    caps = ("select item, resource, record_key, excluded, excluded_by from enterprise_self.indicator_explanations"
+            " where item_kind = 'cap' order by record_key")
+    with warehouse.connect(url, autocommit=True) as conn:
+        seen = leak_probe(conn, "enterprise_portal")
+        assert conn.execute("select count(*) from enterprise_self.indicator_explanations").fetchone() == (0,)
+        for uscc in (A, D):
+            with conn.transaction():
+                assert portal.enter(conn, portal_credential(url, uscc)) == uscc
+                assert conn.execute("select distinct uscc from enterprise_self.indicator_explanations"
+                                    ).fetchall() == [(uscc,)]
+                assert conn.execute(explained).fetchall() == conn.execute(scored).fetchall() != []
+                if uscc == D:  # graded E on D2, capped: its cap_reason names a record, the excluded one its decision
+                    assert conn.execute("select distinct cap_reason from enterprise_self.evaluation_detail"
+                                        ).fetchall() == [("serious_dishonesty",)]
+                    assert conn.execute(caps).fetchall() == [
+                        ("serious_dishonesty", "serious_dishonesty", f"SD-{D[-4:]}", False, None),
+                        ("serious_dishonesty", "serious_dishonesty", f"SD-{D[-4:]}-OLD", True, f"objections/OBJ-{D[-4:]}")]
+                else:
+                    assert conn.execute(caps).fetchall() == []
+                # a filter of its own cannot widen the view, nor can a leaky function peek under it
+                conn.execute("select * from enterprise_self.indicator_explanations where pg_temp.peek(uscc)").fetchall()
+        assert set(seen) == {A, D}
+        # the view's owner (what the view reads with) outside a verified session, the code set by hand: nothing
+        conn.execute("reset role")
+        conn.execute(sql.SQL("set role {}").format(sql.Identifier(channels.PORTAL_OWNER)))
+        conn.execute(f"set creditplus.portal_uscc = '{A}'")
+        assert conn.execute("select count(*) from publication.indicator_explanation").fetchone() == (0,)
+    assert query(url, "select count(*) from enterprise_self.indicator_explanations") == [(0,)]  # even as superuser
+    assert query(url, "select count(distinct uscc) from publication.indicator_explanation x join audit.publications p"
+                      " using (publication_id) where p.is_current") == [(len(GRADES[D2]),)]
 
 
 def test_the_portal_login_cannot_forge_or_carry_over_a_verified_enterprise(url):

@@ -1,11 +1,17 @@
-"""The CLI contract: bad arguments give a one-line error and a non-zero exit, not a traceback."""
+"""The CLI contract: bad arguments give a one-line error and a non-zero exit, not a traceback; every command's
+help shows its defaults, the environment it reads and an example; progress only on a terminal."""
+import argparse
 import datetime as dt
+import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from creditplus import cli, config
 
 
 def run_cli(*args):
@@ -136,3 +142,118 @@ def test_the_simulators_token_stays_out_of_the_process_list(tmp_path):
             _, err = server.communicate(timeout=30)
         assert in_command_line == expected_warning
         assert ("warning: --token shows the token to every local user" in err) == expected_warning
+
+
+# --- version, help and progress (issue 14) --------------------------------------------------------------------
+
+def _commands(parser, words=()):
+    """(words, parser) of the program, every command group and every command."""
+    yield words, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _commands(child, (*words, name))
+
+
+COMMANDS = dict(_commands(cli.build_parser()))
+
+
+def test_version_is_the_installed_packages():
+    import tomllib
+    from importlib import metadata
+
+    result = run_cli("--version")
+    version = metadata.version("creditplus")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"creditplus {version}\n", "")
+    with (config.PROJECT_ROOT / "pyproject.toml").open("rb") as f:
+        assert tomllib.load(f)["project"]["version"] == version, "pyproject.toml's version changed: make install"
+    result = run_cli("platform", "generate", "--help")
+    assert result.returncode == 0 and "creditplus platform generate --out" in result.stdout and not result.stderr
+
+
+def _without_a_default(parser) -> set:
+    """Options that cannot have one: flags, and the alternatives of a required choice (``--credential | --uscc``)."""
+    alternatives = {id(a) for g in parser._mutually_exclusive_groups if g.required for a in g._group_actions}
+    return {id(a) for a in parser._actions if id(a) in alternatives or a.nargs == 0}
+
+
+@pytest.mark.parametrize("words", COMMANDS, ids=lambda words: " ".join(words) or "creditplus")
+def test_every_help_shows_defaults_environment_and_an_example(words, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exit:
+        cli.build_parser().parse_args([*words, "--help"])
+    assert exit.value.code == 0
+    text = capsys.readouterr().out
+    flat = " ".join(text.split())
+    parser = COMMANDS[words]
+    for action in parser._actions:
+        if not action.option_strings or action.required or id(action) in _without_a_default(parser):
+            continue
+        if action.default in (None, ""):  # what leaving it out means is said in words
+            assert "default" in action.help, action.option_strings
+        else:
+            assert f"(default: {action.default})" in flat, action.option_strings
+    examples = [line.strip() for line in text.splitlines() if line.strip().startswith("creditplus ")]
+    assert examples and all(e.startswith(" ".join(("creditplus", *words))) for e in examples), text
+    if parser.get_default("target"):  # a command: the variables it reads, from the registry, and runnable examples
+        reads = parser.get_default("reads")
+        assert set(reads) <= set(config.ENVIRONMENT)
+        assert set(re.findall(r"^  (CREDITPLUS_\w+)$", text, re.M)) == set(reads), text
+        assert all(config.ENVIRONMENT[name].meaning.replace("`", "")[:30] in flat for name in reads)
+        assert "environment:" in text or "reads none" in text
+        monkeypatch.setattr(cli, "existing_dir", Path)  # `platform serve --data DIR` of a city not generated here
+        for example in examples:
+            args = cli.build_parser().parse_args(shlex.split(example)[1:])
+            assert args.target == parser.get_default("target"), example
+
+
+def test_the_environment_registry_is_readmes_table_and_what_the_code_reads():
+    from creditplus import access
+
+    readme = (config.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    assert config.environment_table() in readme, "README's settings table: paste config.environment_table()"
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in (config.PROJECT_ROOT / "src").rglob("*.py"))
+    read = set(re.findall(r'environ(?:\.get\(|\[)\s*"(CREDITPLUS_\w+)"', sources))
+    read |= set(re.findall(r'^\w+_ENV = "(CREDITPLUS_\w+)"', sources, re.M))
+    internal = {"CREDITPLUS_IN_PROCESS"}  # set by creditplus for its own child process
+    assert read - internal == set(config.ENVIRONMENT)
+    assert access.PASSWORD_ENV in config.ENVIRONMENT
+
+
+def _on_a_terminal(argv: list[str]) -> tuple[int, str]:
+    """Run the command with a pseudo-terminal as stdin, stdout and stderr; (exit status, what it showed)."""
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "creditplus.cli", *argv], stdin=slave, stdout=slave, stderr=slave,
+                            env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+    os.close(slave)
+    shown = b""
+    try:
+        while select.select([master], [], [], 60)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every end of the terminal but ours is closed
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(master)
+    return proc.wait(timeout=60), shown.decode(errors="replace")
+
+
+def test_generate_shows_progress_on_a_terminal_and_nothing_more_elsewhere(tmp_path):
+    argv = ["platform", "generate", "--enterprises", "600", "--years", "1", "--end-date", "2026-11-26", "--out"]
+    status, shown = _on_a_terminal([*argv, str(tmp_path / "terminal")])
+    assert status == 0, shown
+    assert "generating 600 enterprises" in shown and "600/600" in shown, shown
+    assert re.search(r"wrote \d+ record versions for 600 enterprises", shown), shown
+    piped = run_cli(*argv, str(tmp_path / "piped"))
+    assert piped.returncode == 0 and piped.stdout == "", piped.stderr
+    assert re.fullmatch(r"creditplus platform: wrote \d+ record versions for 600 enterprises through 2026-11-26 "
+                        r"to \S+ in \d+\.\d s\n", piped.stderr), piped.stderr
+    for made in (tmp_path / "terminal").iterdir():  # the bar changes no byte of the dataset
+        assert made.read_bytes() == (tmp_path / "piped" / made.name).read_bytes(), made.name

@@ -50,6 +50,13 @@ def test_demo_grades_yesterday_on_embedded_defaults(demo_home):
             archived = conn.execute("select sum(archived) from audit.load_runs").fetchone()[0]
         assert 0 < graded <= 40 and archived > 0
         assert f"graded {graded} enterprises" in out
+        # it ends by saying where to look: the night's report, Data Docs, and how to serve the portal on this warehouse
+        page, docs = demo_home / "reports" / f"{yesterday}.html", demo_home / "data_docs" / "index.html"
+        assert f"  report: {page}" in out.splitlines() and page.exists() and docs.exists()
+        last = out.splitlines()[-4:]
+        assert last[:3] == ["demo: where to look", f"  report:    {page}", f"  Data Docs: {docs}"], last
+        assert last[3].startswith(f"  portal:    CREDITPLUS_WAREHOUSE_URL={url} ") and " portal serve " in last[3]
+        assert last[3].endswith("# then open http://127.0.0.1:8700/")
     finally:
         subprocess.run([sys.executable, "-c", "from creditplus import warehouse; warehouse.stop_embedded()"],
                        env=env, check=True)

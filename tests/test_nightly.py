@@ -102,6 +102,9 @@ def test_nightly_grades_publishes_reruns_and_a_broken_feed_keeps_the_publication
     # the tasks that did not run because of it are one line, not a list
     assert any(line.endswith("downstream tasks not run") and line.strip()[0].isdigit() for line in lines), lines
     assert "Traceback" not in failed.stdout + failed.stderr
+    page = home / "reports" / f"{NEXT_DAY}.html"  # the report task ran all the same, and says why
+    assert lines[-1] == f"  report: {page}"
+    assert "未发布 NOT published" in page.read_text(encoding="utf-8")
     with psycopg.connect(url) as conn:  # the gate held: every channel still shows night D
         assert conn.execute("select publication_id from audit.publications where is_current").fetchone() == published
         assert conn.execute("select distinct evaluation_date::text from gov_share.enterprise_evaluation").fetchall() == [(DAY,)]

@@ -10,6 +10,7 @@ import pytest
 from creditplus import load, warehouse
 from creditplus.publish import publish
 from creditplus.reevaluation import build_marts
+from test_scoring import unexplained, unexplained_in_the_portal
 from test_supply_chain import DATASETS, D, D1, D2, loaded_warehouse, query, read_as
 
 R1, R2, R3, R4, R5, NOBODY = ("91231100MA1RGHT016", "91231100MA1RGHT029", "91231100MA1RGHT03C", "91231100MA1RGHT04F",
@@ -17,6 +18,11 @@ R1, R2, R3, R4, R5, NOBODY = ("91231100MA1RGHT016", "91231100MA1RGHT029", "91231
 NOTICES = ("select uscc, reason, old_grade, new_grade, old_score, new_score, evaluation_date"
            " from regulator.notifications")
 UNRESOLVED = "select resource, record_key, reference, {}, evaluation_date from {}"
+# What moved points or capped, as published: (uscc, indicator, kind, record, points, under objection, excluded by).
+EXPLAINED = ("select x.uscc, x.indicator_code, x.item_kind, x.record_key, x.points, x.under_objection, x.excluded_by"
+             " from publication.indicator_explanation x join audit.publications p using (publication_id)"
+             " where p.is_current and x.item_kind in ('record', 'floor', 'ceiling', 'cap')"
+             " order by 1, 2 nulls last, 3, 4")
 
 
 def evaluation(url: str) -> dict[str, tuple]:
@@ -41,8 +47,29 @@ def nights(make_database):
         publish(day, warehouse_url=url, run_id=f"night-{day}")
         after[label] = {"evaluation": evaluation(url), "notices": sorted(query(url, NOTICES)), "R2 O7": o7(url, R2),
                         "built": sorted(query(url, UNRESOLVED.format("reason", "marts.fct_unresolved_references"))),
-                        "listed before": before, "listed": sorted(read_as(url, "credit_office", listed))}
+                        "listed before": before, "listed": sorted(read_as(url, "credit_office", listed)),
+                        "explained": query(url, EXPLAINED),
+                        "unexplained": unexplained(url) + unexplained(url, published=True)
+                                       + unexplained_in_the_portal(url)}
     return url, after
+
+
+def test_the_enterprises_see_what_each_decision_did_to_their_points(nights):
+    """Issue 14 on the rights dataset: every point of every night explained; on D R1's cap names its serious
+    dishonesty record (under objection) and R2's two penalties are floored; on D+1 the upheld objection and the
+    approved repair are named on the records they took out, and R4's confirmed self-report adds its honor."""
+    _, after = nights
+    assert {label: run["unexplained"] for label, run in after.items()} == dict.fromkeys(after, [])
+    assert after["D"]["explained"] == [
+        (R1, None, "cap", "SD-R1", 0, True, None),
+        (R2, "O7", "floor", None, 20, False, None),
+        (R2, "O7", "record", "PEN-R2-1", -60, False, None),
+        (R2, "O7", "record", "PEN-R2-2", -60, False, None)]
+    assert after["D+1"]["explained"] == after["D+1 rerun"]["explained"] == [
+        (R1, None, "cap", "SD-R1", 0, False, "objections/OBJ-R1"),
+        (R2, "O7", "record", "PEN-R2-1", 0, False, "credit_repairs/REP-R2"),
+        (R2, "O7", "record", "PEN-R2-2", -60, False, None),
+        (R4, "S5", "record", "SR-R4", 10, False, None)]
 
 
 def test_first_night_notifies_nobody(nights):
@@ -111,6 +138,7 @@ def test_decisions_that_change_no_result_notify_nobody(make_database):
         build_marts(day, warehouse_url=url, schema_suffix="")
         publish(day, warehouse_url=url, run_id=f"night-{day}")
         results[day] = (evaluation(url)[R2], o7(url, R2))
+        assert unexplained(url, published=True) == []
     assert results[D1] == results[D] == (("B", 820), 0)
     assert sorted(query(url, "select source_resource, source_id, reason from publication.rights_decisions_seen"
                              " where uscc = %s", (R2,))) == [("credit_repairs", "REP-R2", "credit_repair"),

@@ -135,7 +135,8 @@ def test_past_the_seeds_last_day_deadlines_are_counted_provisionally_and_unconfi
         "N-after-the-seeds-end": (D("2028-01-14"), 3, False, False)}
 
 
-def test_the_night_report_warns_of_published_objections_open_past_their_deadline(url, built, monkeypatch, caplog):
+def test_the_night_report_warns_of_published_objections_open_past_their_deadline(url, built, monkeypatch, caplog,
+                                                                                  tmp_path):
     day = D("2026-10-15")
     built(day.isoformat())
     with warehouse.connect(url) as conn:
@@ -144,8 +145,10 @@ def test_the_night_report_warns_of_published_objections_open_past_their_deadline
     build_marts(url, day, {A: "A"})
     publish(day, warehouse_url=url, run_id="night")
     monkeypatch.setattr(orchestration, "warehouse_url", lambda: url)
+    monkeypatch.setenv("CREDITPLUS_HOME", str(tmp_path))  # the report task's page goes there
     with caplog.at_level(logging.INFO, logger=orchestration.__name__):
         result = orchestration.report(None, {"evaluation_date": day.isoformat()})
+    assert result["report"] == str(tmp_path / "reports" / f"{day}.html")
     late = "3 objections open past their deadline (第十四条): B-spec-open, E-after-midnight-cst, K-resolved-later"
     assert result["overdue_objections"] == ["B-spec-open", "E-after-midnight-cst", "K-resolved-later"]
     assert [r.getMessage() for r in caplog.records
@@ -154,7 +157,7 @@ def test_the_night_report_warns_of_published_objections_open_past_their_deadline
 
 
 def test_the_credit_office_sees_which_deadlines_are_provisional_and_the_night_report_warns(url, built, monkeypatch,
-                                                                                         caplog):
+                                                                                         caplog, tmp_path):
     day = D("2027-01-08")
     built(day.isoformat())
     build_marts(url, day, {A: "A"})
@@ -164,6 +167,7 @@ def test_the_credit_office_sees_which_deadlines_are_provisional_and_the_night_re
                                       " where objection_id in ('A-before-national-day', 'L-into-2027')"))
     assert confirmed == {"A-before-national-day": True, "L-into-2027": False}
     monkeypatch.setattr(orchestration, "warehouse_url", lambda: url)
+    monkeypatch.setenv("CREDITPLUS_HOME", str(tmp_path))
     with caplog.at_level(logging.INFO, logger=orchestration.__name__):
         result = orchestration.report(None, {"evaluation_date": day.isoformat()})
     provisional = "1 open objections have a provisional deadline (calendar year not confirmed): L-into-2027"

@@ -38,6 +38,7 @@ MART_DDL = """
 create schema if not exists marts;
 drop table if exists marts.fct_enterprise_evaluation cascade;
 drop table if exists marts.fct_indicator_score cascade;
+drop table if exists marts.fct_indicator_explanation cascade;
 create table marts.fct_enterprise_evaluation (evaluation_date date, uscc text, enterprise_name text,
     legal_rep_name text, region_code text, industry_code text, is_leading boolean, model_version text,
     total_score integer, grade text, computed_grade text, cap_reason text, basic_score integer,
@@ -45,6 +46,9 @@ create table marts.fct_enterprise_evaluation (evaluation_date date, uscc text, e
 create table marts.fct_indicator_score (evaluation_date date, uscc text, model_version text, indicator_code text,
     indicator_name text, indicator_name_en text, level1 text, points integer, max_points integer,
     under_objection boolean);
+create table marts.fct_indicator_explanation (evaluation_date date, uscc text, model_version text,
+    indicator_code text, item_kind text, item text, resource text, record_key text, record_date date, points integer,
+    under_objection boolean, excluded boolean, excluded_by text);
 """
 UNRESOLVED_DDL = ("create table marts.fct_unresolved_references (evaluation_date date, resource text,"
                   " record_key text, reference text, reason text, detail text)")
@@ -54,7 +58,9 @@ ENTERPRISE_VIEWS = ("gov_share.enterprise_evaluation", "finance.enterprise_grade
 
 
 def build_marts(url: str, day: dt.date, grades: dict[str, str] | None = None, *, extra_indicator_rows=()) -> None:
-    """What a night's ``dbt build`` leaves: the two marts dropped, recreated and filled for ``day``."""
+    """What a night's ``dbt build`` leaves: the three marts dropped, recreated and filled for ``day`` (each
+    indicator explained by its band; a grade E by the serious dishonesty record that caps it and one an
+    upheld objection excluded)."""
     grades = GRADES[day] if grades is None else grades
     with warehouse.connect(url) as conn:
         conn.execute(MART_DDL)
@@ -65,9 +71,16 @@ def build_marts(url: str, day: dt.date, grades: dict[str, str] | None = None, *,
                          (day, uscc, name, rep, region, industry, leading, total, grade, grade,
                           "serious_dishonesty" if grade == "E" else None, 50, total - 170, 120))
             for code, zh, en, level1, max_points in INDICATORS:
+                points = max_points if grade == "A" else max_points - 1
                 conn.execute("insert into marts.fct_indicator_score values (%s,%s,'v1',%s,%s,%s,%s,%s,%s,%s)",
-                             (day, uscc, code, zh, en, level1, max_points if grade == "A" else max_points - 1, max_points,
-                              code == "O5" and grade == "E"))
+                             (day, uscc, code, zh, en, level1, points, max_points, code == "O5" and grade == "E"))
+                conn.execute("insert into marts.fct_indicator_explanation values"
+                             " (%s,%s,'v1',%s,'band','[10,∞)',null,null,null,%s,false,false,null)", (day, uscc, code, points))
+            if grade == "E":
+                for key, excluded_by in ((f"SD-{uscc[-4:]}", None), (f"SD-{uscc[-4:]}-OLD", f"objections/OBJ-{uscc[-4:]}")):
+                    conn.execute("insert into marts.fct_indicator_explanation values (%s,%s,'v1',null,'cap',"
+                                 "'serious_dishonesty','serious_dishonesty',%s,%s,0,false,%s,%s)",
+                                 (day, uscc, key, day - dt.timedelta(days=30), excluded_by is not None, excluded_by))
         for row in extra_indicator_rows:
             conn.execute("insert into marts.fct_indicator_score values (%s,%s,'v1',%s,%s,%s,%s,%s,%s,%s)", row)
 
@@ -111,7 +124,7 @@ create table if not exists marts.fct_objection_sla (objection_id text, uscc text
 
 def monitoring_marts(url: str, day: dt.date) -> None:
     """The night's other marts: an objection of B upheld (a regulator notification when B's result changes), A leading
-    C (a warning, another when C's grade falls on D2), B's objection deadline."""
+    C (a warning, another when C's grade falls on D2), B's open objection and A's resolved one."""
     with warehouse.connect(url) as conn:
         conn.execute(MONITORING_DDL)
         conn.execute("insert into marts.fct_rights_decisions values (%s, 'objections', %s, %s, 'objection_upheld', %s)",
@@ -121,7 +134,9 @@ def monitoring_marts(url: str, day: dt.date) -> None:
         conn.execute("insert into marts.fct_supply_chain_signals values (%s, 'L-1', %s, %s, 'upstream', 40,"
                      " 'listed_abnormal_operations', 'AO-1', 'on the abnormal operations list')", (day, A, C))
         conn.execute("insert into marts.fct_objection_sla values ('OBJ-1', %s, '2026-11-20T10:00:00+08:00',"
-                     " '2026-12-01', 'processing', null, 3, false, true, %s)", (B, day))
+                     " '2026-12-01', 'processing', null, 3, false, true, %s),"
+                     " ('OBJ-2', %s, '2026-11-10T09:00:00+08:00', '2026-11-19', 'rejected',"
+                     " '2026-11-18T16:00:00+08:00', 6, false, true, %s)", (B, day, A, day))
 
 
 def published_warehouse(make_database) -> str:
@@ -154,7 +169,8 @@ def channel_dates(url: str) -> dict[str, set[dt.date]]:
         return {rel: {d for (d,) in conn.execute(sql.SQL("select distinct evaluation_date from {}").format(
                     sql.Identifier(*rel.split("."))))}
                 for rel in ENTERPRISE_VIEWS + ("gov_share.indicator_scores", "finance.xinyidai_recommendations",
-                                               "enterprise_self.evaluation_detail")}
+                                               "enterprise_self.evaluation_detail",
+                                               "enterprise_self.indicator_explanations")}
 
 
 def previous_grades(url: str) -> dict[str, str | None]:
@@ -406,6 +422,20 @@ def test_unresolved_references_are_published_with_the_evaluation_and_kept_by_a_r
     assert query(url, listed) == night
     publish(D2, warehouse_url=url, run_id="run-2")
     assert query(url, listed) == []
+
+
+def test_a_reevaluation_replaces_the_explanations_of_its_enterprises_and_carries_the_others(url):
+    explained = ("select x.uscc, x.indicator_code, x.item_kind, x.record_key, x.points from publication.indicator_explanation x"
+                 " join audit.publications p using (publication_id) where p.is_current order by 1, 2, 3, 4")
+    build_marts(url, D2)
+    publish(D2, warehouse_url=url, run_id="run-2")
+    before = query(url, explained)
+    build_marts(url, D2, {**GRADES[D2], A: "E", B: "E"})  # A re-evaluated (now capped); B changed in the marts only
+    republish([A], warehouse_url=url, run_id="re-1")
+    after = query(url, explained)
+    assert [r for r in after if r[0] != A] == [r for r in before if r[0] != A]
+    assert [r for r in after if r[0] == A] == [(A, code, "band", None, max_points - 1) for code, *_, max_points in INDICATORS
+                                             ] + [(A, None, "cap", f"SD-{A[-4:]}", 0), (A, None, "cap", f"SD-{A[-4:]}-OLD", 0)]
 
 
 def test_a_reevaluation_refuses_marts_a_night_has_replaced_and_changes_nothing(url):

@@ -9,10 +9,14 @@ import pytest
 from creditplus import airflow_env, config, load, warehouse
 from creditplus.reevaluation import ReevaluationError, validate
 from test_notices import R2
+from test_scoring import unexplained
 from test_supply_chain import D1, DATASETS, loaded_warehouse, night, query
 
 STATE = {"enterprises": "select * from gov_share.enterprise_evaluation order by uscc",
          "indicators": "select * from gov_share.indicator_scores order by uscc, indicator_code",
+         "explanations": "select x.uscc, x.indicator_code, x.item_kind, x.record_key, x.points, x.excluded_by"
+                         " from publication.indicator_explanation x join audit.publications p using (publication_id)"
+                         " where p.is_current order by 1, 2, 3, 4",
          "notices": "select uscc, reason, old_grade, new_grade, old_score, new_score, evaluation_date"
                     " from regulator.notifications order by notification_id",
          "publications": "select publication_id, evaluation_date, published_by from audit.publications order by 1",
@@ -49,12 +53,16 @@ def test_a_late_repair_republishes_one_enterprise_only(dag):
     assert run.state == "success"
     after = state(url)
     # published_at (the last column of an evaluation row) is the new publication's for every row
-    rows = {"enterprises": lambda st: [r[:-1] for r in st["enterprises"]], "indicators": lambda st: st["indicators"]}
+    rows = {"enterprises": lambda st: [r[:-1] for r in st["enterprises"]], "indicators": lambda st: st["indicators"],
+            "explanations": lambda st: st["explanations"]}
     for name, of in rows.items():
         assert {r[0] for r in of(after) if r not in of(before)} == {R2}, name
         assert [r for r in of(after) if r[0] != R2] == [r for r in of(before) if r[0] != R2], name
     assert query(url, "select grade, total_score from gov_share.enterprise_evaluation where uscc = %s", (R2,)) == [
         ("A", 920)]  # both severe penalties repaired
+    assert [r[3:] for r in after["explanations"] if r[:3] == (R2, "O7", "record")] == [
+        ("PEN-R2-1", 0, "credit_repairs/REP-R2"), ("PEN-R2-2", 0, "credit_repairs/REP-R2-LATE")]
+    assert unexplained(url, published=True) == []
     assert after["notices"] == before["notices"] + [(R2, "credit_repair", "A", "A", 860, 920, D1)]
     assert after["publications"][:-1] == before["publications"]
     assert after["publications"][-1][1:] == (D1, "credit_reevaluation")

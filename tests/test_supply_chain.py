@@ -13,6 +13,7 @@ from psycopg import sql
 from creditplus import load, warehouse
 from creditplus.publish import publish
 from creditplus.reevaluation import build_marts
+from test_scoring import unexplained, unexplained_in_the_portal
 
 DATASETS = Path(__file__).parent / "datasets"
 D, D1, D2 = dt.date(2026, 11, 25), dt.date(2026, 11, 26), dt.date(2026, 11, 27)
@@ -68,8 +69,17 @@ def nights(make_database):
                                            " from supply_chain.partner_summary",
                                            query(url, "select published_at from audit.publications"
                                                       " where publication_id = %s", (publication_id,))[0]),
-                        "publication_id": publication_id}
+                        "publication_id": publication_id,
+                        "unexplained": unexplained(url) + unexplained(url, published=True)
+                                       + unexplained_in_the_portal(url)}
     return url, after
+
+
+def test_every_point_of_every_night_is_explained(nights):
+    """Issue 14: each night's explanation rows sum to every enterprise's indicator points and name the record of
+    every cap, in the marts, the publication and each enterprise's portal view."""
+    _, after = nights
+    assert {label: run["unexplained"] for label, run in after.items()} == dict.fromkeys(after, [])
 
 
 def test_first_night_warns_of_nothing_outside_valid_links(nights):

@@ -84,10 +84,38 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
                            "尚未载入工作日历（暂定推算）时为 false",
                            "false when due_on was counted over days of a year whose official schedule is not yet "
                            "in the calendar seed (counted provisionally): the deadline may still move"),
-    "resource": ("text", "记录类别：objections、credit_repairs、self_reports、supply_chain_links",
-                 "kind of record: objections, credit_repairs, self_reports, supply_chain_links"),
-    "record_key": ("text", "记录编号（异议、信用修复、自主申报或供应链关系的编号）",
-                   "the record's id (objection_id, repair_id, report_id or link_id)"),
+    "resource": ("text", "记录类别（信用平台的资源名）：未解析引用中为 objections、credit_repairs、self_reports、"
+                 "supply_chain_links；得分明细中为计分记录所属资源，如 penalties、dishonest_debtors、patents、"
+                 "self_reports、serious_dishonesty",
+                 "kind of record (the credit platform's resource): objections, credit_repairs, self_reports or "
+                 "supply_chain_links for an unresolved reference; in a score explanation the resource of the "
+                 "scored record, e.g. penalties, dishonest_debtors, patents, self_reports, serious_dishonesty"),
+    "record_key": ("text", "记录编号（信用平台上的编号：record_id、objection_id、repair_id、report_id 或 link_id）",
+                   "the record's id on the credit platform (record_id, objection_id, repair_id, report_id or "
+                   "link_id)"),
+    "item_kind": ("text", "明细类型：base（扣分类指标的满分起点，加分类指标为 0）、band（所在分档）、category（所属类别）、"
+                  "missing（数据缺失时的得分）、record（计分记录）、floor（扣分超过满分的部分不再扣）、"
+                  "ceiling（加分超过满分的部分不计）、cap（触发一票否决的记录，不属于任何指标）",
+                  "what the row is: base (a deduct indicator's maximum it starts from; 0 for a bonus indicator), "
+                  "band, category, missing (the feature is unknown), record (a scored record), floor (deductions "
+                  "beyond the maximum, not taken), ceiling (bonuses beyond the maximum, not given), cap (a record "
+                  "that caps the grade, 一票否决; no indicator)"),
+    "item": ("text", "明细项：分档 [下限,上限)、类别、记录的计分项（如 severe、active、invention）或一票否决代码",
+             "the band [lower,upper), the category, the record's scoring item (e.g. severe, active, invention) "
+             "or the cap (serious_dishonesty, dishonest_debtor)"),
+    "record_date": ("date", "记录日期：计分规则所依据的日期（决定日、列入日、移出日、发生日、授权日、授予日）",
+                    "the record's date the rule reads: decided_on, listed_on (removed_on for a listing removed "
+                    "before D), occurred_on, granted_on or awarded_on"),
+    "points_moved": ("integer", "该行计入的分值：扣分为负、加分为正；被排除的记录和一票否决行为 0；"
+                     "同一指标各行之和等于指标得分",
+                     "points the row moved: a deduction negative, a bonus positive, an excluded record and a cap 0; "
+                     "the rows of an indicator sum to its points"),
+    "excluded": ("boolean", "是否因信用修复通过或异议成立而不再作为评价依据（第十四条、第十六条）",
+                 "an approved credit repair or an upheld objection took the record out (arts. 14, 16): it moved "
+                 "no points and caps nothing"),
+    "excluded_by": ("text", "排除该记录的决定：credit_repairs/修复编号 或 objections/异议编号（最先生效者）",
+                    "the decision that excluded it: credit_repairs/<repair_id> or objections/<objection_id> (the "
+                    "first to take effect)"),
     "reference": ("text", "无法解析的引用：统一社会信用代码，或目标记录（类别/编号）；形似身份证号的值不予显示",
                   "what cannot be resolved: a uscc, or the targeted record as resource/record_id; a value "
                   "that looks like a resident ID number is withheld"),
@@ -154,6 +182,19 @@ CHANNELS: tuple[Channel, ...] = (
              "one per indicator of the enterprise whose credential the portal entered in this transaction "
              "(`enterprise_self.enter`, row-level security); none otherwise",
              EVALUATION + INDICATOR_DETAIL),
+        View("indicator_explanations",
+             "per indicator of the enterprise the portal entered (as evaluation_detail): its base, band or category, "
+             "every record that moved its points (and every one a repair or an upheld objection excluded), the "
+             "floor or ceiling; per enterprise each listing that caps its grade (indicator_code null); none "
+             "otherwise",
+             ("uscc", "evaluation_date", "indicator_code", "indicator_name", "item_kind", "item", "resource",
+              "record_key", "record_date", "points_moved", "under_objection", "excluded", "excluded_by",
+              "published_at"),
+             beyond_spec="every point explained (issue 14, 第十四条–第十六条): the records behind each deduction, "
+                         "bonus and cap, so the enterprise sees what to object to or repair"),
+        View("objections", "one per objection of the enterprise the portal entered (as evaluation_detail); none otherwise",
+             ("objection_id", "uscc", "submitted_at", "due_on", "status", "resolved_at", "working_days_used", "overdue"),
+             beyond_spec="the enterprise's own objections with their due dates and status (第十四条)"),
     )),
     Channel("regulator", "regulator_reader", "行业主管部门 industry regulators", (
         View("notifications", "one per re-evaluation that changed a result",
@@ -217,6 +258,9 @@ def data_dictionary() -> str:
         "enterprise_self.sign_in('<credential>'));` then the query, then `commit`. Without it, or in the next "
         "transaction, it shows no rows; a `creditplus.portal_uscc` set by hand is ignored. "
         "企业门户须在同一事务中以信用办签发的凭证核验身份后查询。",
+        "- `enterprise_self.indicator_explanations` explains every point of `evaluation_detail`: per enterprise "
+        "and indicator its rows' `points_moved` sum to the indicator's `points`, and the grade's `cap_reason` is "
+        "named by a cap row with its record. 每个指标的明细分值之和等于该指标得分。",
         "- `legal_rep_id_no` and a person's `subject_id` (resident ID numbers) appear in no channel; "
         "`legal_rep_name` only in `finance.xinyidai_recommendations`. 身份证号不出现在任何渠道。",
         "",

@@ -1,26 +1,15 @@
 """Settings and paths, defined once. Everything comes from the environment.
 
-``CREDITPLUS_WAREHOUSE_URL``  PostgreSQL URL; unset: an embedded server under ``.creditplus/``
-``CREDITPLUS_PLATFORM_URL``   the credit platform's base URL (default http://127.0.0.1:8600)
-``CREDITPLUS_PLATFORM_TOKEN`` its bearer token
-``CREDITPLUS_HOME``           working folder for the embedded warehouse, Airflow, logs (default ``.creditplus``)
-``CREDITPLUS_REDIS_URL``      Celery's broker for ``creditplus airflow up`` (default redis://127.0.0.1:6379/0
-                              where one answers; none: the LocalExecutor)
-``CREDITPLUS_AIRFLOW_PORT``   the Airflow API server's and UI's port for ``airflow up`` (default 8080)
-``CREDITPLUS_ALERT_EMAIL``    who is mailed when a night fails or misses its deadline (comma-separated)
-``CREDITPLUS_SMTP_URL``       the mail server, as an Airflow connection URI:
-                              ``smtp://[user:password@]host:port?from_email=...&disable_ssl=true``
-``CREDITPLUS_PLATFORM_POOL_SLOTS``  concurrent extract tasks against the platform (default 2)
-``CREDITPLUS_AIRFLOW_SETTINGS``     more Airflow settings for ``airflow up``'s services, as a JSON object of
-                              ``AIRFLOW__SECTION__KEY`` values (e.g. a shorter task heartbeat timeout)
-``CREDITPLUS_PUBLISH_DEADLINE``     time of day (Asia/Shanghai, HH:MM[:SS]) by which the 01:30 night must
-                              have published, else a deadline alert (default 07:00)
+``ENVIRONMENT`` is the one list of the variables read, with their meaning and default: README's
+configuration table is ``environment_table()`` (a test holds the two equal), and each command's
+``--help`` lists the ones it reads from it.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -35,6 +24,58 @@ DEFAULT_AIRFLOW_PORT = 8080
 DEFAULT_MAX_RETRY_AFTER_S = 300  # 5 minutes: the night's extract task waits no longer for a 429
 DEFAULT_PLATFORM_POOL_SLOTS = 2
 DEFAULT_PUBLISH_DEADLINE = "07:00"
+
+
+class Variable(NamedTuple):
+    meaning: str  # Markdown, as README's table shows it
+    default: str
+
+
+ENVIRONMENT: dict[str, Variable] = {
+    "CREDITPLUS_WAREHOUSE_URL": Variable(
+        "PostgreSQL URL of the warehouse", "an embedded PostgreSQL under `.creditplus/pg`, on loopback TCP"),
+    "CREDITPLUS_PLATFORM_URL": Variable("the credit platform's base URL", f"`{DEFAULT_PLATFORM_URL}`"),
+    "CREDITPLUS_PLATFORM_TOKEN": Variable("the credit platform's bearer token", "none"),
+    "CREDITPLUS_HOME": Variable(
+        "working folder (embedded PostgreSQL, Airflow homes and logs, Data Docs, demo data)", "`.creditplus`"),
+    "CREDITPLUS_REDIS_URL": Variable(
+        "Celery's broker for `airflow up`", f"`{DEFAULT_REDIS_URL}` where one answers, else the LocalExecutor"),
+    "CREDITPLUS_AIRFLOW_PORT": Variable("the API server's (and UI's) port", f"`{DEFAULT_AIRFLOW_PORT}`"),
+    "CREDITPLUS_AIRFLOW_SETTINGS": Variable(
+        "more Airflow settings for the services, a JSON object of `AIRFLOW__SECTION__KEY` values", "none"),
+    "CREDITPLUS_ALERT_EMAIL": Variable(
+        "who is mailed when a night fails or misses its deadline (comma-separated)", "none: no mail"),
+    "CREDITPLUS_SMTP_URL": Variable(
+        "the mail server, as an Airflow connection URI: `smtp://[user:password@]host:port?from_email=...`", "none"),
+    "CREDITPLUS_PUBLISH_DEADLINE": Variable(
+        "time of day (Asia/Shanghai, HH:MM) by which the 01:30 night must have published",
+        f"`{DEFAULT_PUBLISH_DEADLINE}`"),
+    "CREDITPLUS_PLATFORM_POOL_SLOTS": Variable(
+        "extract tasks that may call the platform at once (pool `creditplus_platform`)",
+        f"`{DEFAULT_PLATFORM_POOL_SLOTS}`"),
+    "CREDITPLUS_NIGHTLY_SCHEDULE": Variable(
+        "`on`: credit_nightly runs every day at 01:30 Asia/Shanghai; `off`: only the nights triggered through the "
+        "REST API (`nightly --scheduler`, `backfill`)", "`on`"),
+    "CREDITPLUS_MAX_RETRY_AFTER": Variable(
+        "the longest `Retry-After` (seconds) a platform request waits; a longer one fails the extract attempt at once",
+        f"`{DEFAULT_MAX_RETRY_AFTER_S}`"),
+    "CREDITPLUS_PORTAL_PUBLIC_URL": Variable(
+        "the portal's connection for the public lookup: a login user granted `public_query`",
+        "none: the warehouse URL with `SET LOCAL ROLE public_reader`"),
+    "CREDITPLUS_PORTAL_ENTERPRISE_URL": Variable(
+        "the portal's connection for enterprises' pages: a login user granted `enterprise_self`",
+        "none: the warehouse URL with `SET LOCAL ROLE enterprise_portal`"),
+    "CREDITPLUS_ACCESS_PASSWORD": Variable(
+        "the login user's password for `access grant` (else one line piped on stdin; needed for a new user)",
+        "none"),
+    "CREDITPLUS_DBT_WORK_MEM": Variable("PostgreSQL's `work_mem` for dbt's connections", "`64MB`"),
+}
+
+
+def environment_table() -> str:
+    """README's configuration table (Markdown), made from ``ENVIRONMENT``."""
+    rows = [f"| `{name}` | {v.meaning} | {v.default} |" for name, v in ENVIRONMENT.items()]
+    return "\n".join(["| variable | meaning | default |", "|---|---|---|", *rows])
 
 
 def home() -> Path:

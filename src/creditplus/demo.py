@@ -21,6 +21,7 @@ from creditplus import config, nightly, warehouse
 SEED = 42
 YEARS = 5
 DEMO_DB = "creditplus_demo"
+PORTAL_HOST, PORTAL_PORT = "127.0.0.1", 8700  # `creditplus portal serve`'s defaults
 
 
 def main(args) -> int:
@@ -37,7 +38,27 @@ def main(args) -> int:
     print(f"demo: finished in {time.monotonic() - started:.0f} s; the simulator is stopped"
           + ("" if config.configured_warehouse_url() else
              ", the embedded warehouse keeps running (`make clean` stops it and removes .creditplus/)"))
+    print("\n".join(where_to_look(day, warehouse_url)))
     return status
+
+
+def where_to_look(day: dt.date, warehouse_url: str) -> list[str]:
+    """The last lines: the night's report, the Data Docs, and the command that serves the portal on the demo's
+    warehouse, with its address."""
+    import os
+
+    from creditplus import airflow_env, quality, report
+
+    page = report.path_for(day)
+    docs = quality.data_docs_dir() / "index.html"
+    command = airflow_env.venv_bin("creditplus")
+    if not (relative := os.path.relpath(command)).startswith(".."):
+        command = relative
+    env = "" if config.configured_warehouse_url() else f"CREDITPLUS_WAREHOUSE_URL={warehouse.redact(warehouse_url)} "
+    return ["demo: where to look",
+            f"  report:    {page if page.exists() else '(not written: see the night above)'}",
+            f"  Data Docs: {docs if docs.exists() else '(not rendered: see the night above)'}",
+            f"  portal:    {env}{command} portal serve    # then open http://{PORTAL_HOST}:{PORTAL_PORT}/"]
 
 
 def dataset(enterprises: int, end: dt.date) -> Path:
@@ -52,7 +73,7 @@ def dataset(enterprises: int, end: dt.date) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     started = time.monotonic()
-    counts = generate(partial, enterprises, SEED, end, YEARS)
+    counts = generate(partial, enterprises, SEED, end, YEARS, progress=True)  # a bar on a terminal
     partial.rename(path)
     print(f"demo: generated {sum(counts.values())} record versions for {enterprises} enterprises through {end} "
           f"in {time.monotonic() - started:.0f} s -> {path}", flush=True)

@@ -27,6 +27,7 @@ from creditplus.errors import UserError
 DAG_ID = "credit_nightly"
 DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "seeds", "macros", "tests", "snapshots")
 SCHEDULED_NIGHT_TIMEOUT_S = 4 * 3600
+PROGRESS_POLL_S = 1.0  # how often the in-process run's task states are read
 QUALITY_GATES = {"check_feed": "feed", "check_marts": ("staging", "marts")}
 
 
@@ -52,12 +53,49 @@ def run(day: dt.date, *, warehouse_url: str, platform_url: str, token: str) -> i
     result_file = log_file.with_suffix(".json")
     print(f"{DAG_ID}: grading {day} (logical date {logical_date.isoformat()}) in-process; Airflow output in "
           f"{log_file}", flush=True)
-    started = time.monotonic()
-    with log_file.open("w") as out, _status(f"{DAG_ID} {day}: running in-process"):
-        subprocess.run([sys.executable, "-m", "creditplus.in_process", DAG_ID, logical_date.isoformat(),
-                        str(result_file)], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=config.PROJECT_ROOT)
+    started, since = time.monotonic(), time.time()
+    metadata = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    with log_file.open("w") as out, _progress(f"{DAG_ID} {day}", idle="starting Airflow") as progress:
+        child = subprocess.Popen([sys.executable, "-m", "creditplus.in_process", DAG_ID, logical_date.isoformat(),
+                                  str(result_file)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 cwd=config.PROJECT_ROOT)
+        try:
+            while child.poll() is None:
+                try:
+                    child.wait(timeout=PROGRESS_POLL_S)
+                except subprocess.TimeoutExpired:
+                    pass
+                if tasks := local_task_states(metadata, DAG_ID, logical_date, since):
+                    progress(tasks)
+        except BaseException:  # Ctrl-C: the run ends with the command
+            child.kill()
+            child.wait()
+            raise
     outcome = _read_outcome(result_file, log_file)
-    return report(day, outcome, time.monotonic() - started, warehouse_url, log_file)
+    return report(day, outcome, time.monotonic() - started, warehouse_url, log_file, since)
+
+
+def local_task_states(metadata: Path, dag_id: str, logical_date: dt.datetime, since: float) -> list[TaskState]:
+    """The task instances of the in-process run for ``logical_date`` as Airflow records them in its SQLite metadata
+    database (read-only; ``dag.test()`` writes it in WAL mode, so reading never blocks it), once the run made after
+    ``since`` (epoch seconds) exists: a rerun's old run, deleted by ``dag.test()``, is not shown. Empty while there
+    is nothing to show or the database cannot be read."""
+    import contextlib
+    import sqlite3
+
+    utc = "%Y-%m-%d %H:%M:%S.%f"  # how Airflow's UtcDateTime is stored in SQLite
+    at = logical_date.astimezone(dt.timezone.utc).strftime(utc)
+    after = dt.datetime.fromtimestamp(since, dt.timezone.utc).strftime(utc)
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{metadata}?mode=ro", uri=True, timeout=1)) as conn:
+            rows = conn.execute(
+                "select ti.task_id, ti.map_index, ti.rendered_map_index, ti.state, ti.try_number"
+                "  from task_instance ti join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id"
+                " where dr.dag_id = ? and dr.logical_date = ? and dr.created_at >= ?", (dag_id, at, after)).fetchall()
+    except sqlite3.Error:
+        return []
+    return [TaskState(task_id, map_index, label, state, try_number or 0, None, None)
+            for task_id, map_index, label, state, try_number in rows]
 
 
 def _scheduler(warehouse_url: str):
@@ -80,14 +118,14 @@ def run_scheduled(day: dt.date, *, warehouse_url: str, platform_url: str, token:
     check_inputs(day, warehouse_url, platform_url, token)
     api = _scheduler(warehouse_url)
     logical_date = orchestration.logical_date_for(day)
-    started = time.monotonic()
+    started, since = time.monotonic(), time.time()
     run_id = api.trigger(DAG_ID, logical_date)
     print(f"{DAG_ID}: grading {day} under the scheduler (run {run_id}, logical date {logical_date.isoformat()})",
           flush=True)
     with _progress(f"{DAG_ID} {day}") as progress:
         outcome = api.wait(DAG_ID, run_id, timeout=SCHEDULED_NIGHT_TIMEOUT_S, on_progress=progress)
     where = f"{api.base_url}/dags/{DAG_ID}/runs/{run_id}"
-    return report(day, outcome, time.monotonic() - started, warehouse_url, where)
+    return report(day, outcome, time.monotonic() - started, warehouse_url, where, since)
 
 
 def backfill_main(args) -> int:
@@ -146,14 +184,9 @@ def _read_outcome(result_file: Path, log_file: Path) -> RunOutcome:
     return RunOutcome.from_json(text)
 
 
-def _status(text: str):
-    from rich.console import Console
-
-    return Console(stderr=True).status(text)
-
-
-def _progress(label: str):
-    """A progress bar over the run's task instances (finished / all), naming what runs now."""
+def _progress(label: str, idle: str = "waiting for the scheduler"):
+    """A progress bar over the run's task instances (finished / all, as Airflow reports them), naming what runs
+    now; on stderr, drawn only on a terminal (rich), gone when the block ends."""
     import contextlib
 
     from rich.console import Console
@@ -163,30 +196,51 @@ def _progress(label: str):
 
     @contextlib.contextmanager
     def bar():
+        console = Console(stderr=True)
+        if not console.is_terminal:  # a log or a pipe gets nothing
+            yield lambda tasks: None
+            return
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True) as progress:
-            task = progress.add_task(label, total=None)
+                      console=console, transient=True) as progress:
+            task = progress.add_task(f"{label}: {idle}", total=None)
 
             def update(tasks: list[TaskState]) -> None:
                 running = sorted({t.name for t in tasks if t.state == "running"})
                 progress.update(task, total=len(tasks), completed=sum(t.state in TASK_DONE for t in tasks),
-                                description=f"{label}: {', '.join(running[:3]) or 'waiting for the scheduler'}")
+                                description=f"{label}: {', '.join(running[:3]) or idle}")
             yield update
     return bar()
 
 
-def report(day: dt.date, outcome: RunOutcome, elapsed: float, warehouse_url: str, where) -> int:
+def report(day: dt.date, outcome: RunOutcome, elapsed: float, warehouse_url: str, where, since: float) -> int:
     """Print the night's summary (0) or its failure: each failed task and why, and one line for the tasks
-    not run because of it (1)."""
+    not run because of it (1); either way where the night's HTML report is (the ``report`` task wrote it)."""
+    written = report_written(day, since, outcome)
     if outcome.state == "success":
         with warehouse.connect(warehouse_url) as conn:
-            print(format_summary(orchestration.summary(conn, day), elapsed, warehouse_url, where))
+            print(format_summary(orchestration.summary(conn, day), elapsed, warehouse_url, where, written))
         return 0
     print(f"{DAG_ID} {day}: FAILED after {elapsed:.0f} s", flush=True)
     for line in failure_lines(outcome, warehouse_url):
         print(f"  {line}")
     print(f"  details: {where}")
+    print(f"  report: {written}")
     return 1
+
+
+def report_written(day: dt.date, since: float, outcome: RunOutcome) -> str:
+    """The path of the report this run's ``report`` task wrote (the file, changed since ``since``), else why
+    there is none."""
+    from creditplus import report as night_report
+
+    path = night_report.path_for(day)
+    try:
+        if path.stat().st_mtime >= since - 1:
+            return str(path)
+    except OSError:
+        pass
+    state = next((t.state for t in outcome.tasks if t.task_id == "report"), None)
+    return f"not written (the report task {'did not run' if state is None else f'ended {state}'}; see its log)"
 
 
 def failure_lines(outcome: RunOutcome, warehouse_url: str) -> list[str]:
@@ -265,7 +319,7 @@ def _files(path: Path) -> list[Path]:
     return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.exists() else []
 
 
-def format_summary(summary: dict, elapsed: float, warehouse_url: str, where) -> str:
+def format_summary(summary: dict, elapsed: float, warehouse_url: str, where, report_path: str | None = None) -> str:
     """The lines printed after a successful run."""
     loads = summary["loads"]
     lines = [f"credit_nightly {summary['evaluation_date']}: success in {elapsed:.0f} s",
@@ -286,6 +340,8 @@ def format_summary(summary: dict, elapsed: float, warehouse_url: str, where) -> 
     if unconfirmed := summary["unconfirmed_deadlines"]:
         lines.append(f"  WARNING: {len(unconfirmed)} open objections have a provisional deadline (calendar year not "
                      f"confirmed): {', '.join(unconfirmed)}")
+    if report_path:
+        lines.append(f"  report: {report_path}")
     if summary["data_docs"]:
         lines.append(f"  Data Docs: {summary['data_docs']}")
     lines += [f"  warehouse: {warehouse.redact(warehouse_url)}  (psql \"{warehouse.redact(warehouse_url)}\")",

@@ -251,13 +251,22 @@ def publication_event(publication_id: int) -> dict:
     return {"evaluation_date": day.isoformat(), "model_version": version, "publication_id": publication_id}
 
 
-def report(logical_date: dt.datetime | None, params: dict | None) -> dict:
-    """Log and return the run's summary (see ``summary``)."""
-    from creditplus import warehouse
+def report(logical_date: dt.datetime | None, params: dict | None, run_id: str | None = None, ti=None) -> dict:
+    """Write the night's HTML report (``creditplus.report``; its path is logged and returned as ``report``), then
+    log and return the run's summary (see ``summary``). The DAG's teardown: it runs after a failed night too, and
+    its page says what failed and that the channels keep the previous publication."""
+    from creditplus import report as night_report, warehouse
 
     day = evaluation_date(logical_date, params)
+    night = night_run(run_id, ti)
     with warehouse.connect(warehouse_url()) as conn:
+        if not conn.execute("select to_regclass('audit.publications') is not null").fetchone()[0]:
+            log.warning("credit_nightly %s: the warehouse has no schemas (the night failed at setup): no report", day)
+            return {"evaluation_date": day.isoformat(), "report": None}
         result = summary(conn, day)
+        path = night_report.write(conn, day, night)
+    result["report"] = str(path)
+    log.info("credit_nightly %s: report written to %s", day, path)
     log.info("credit_nightly %s: %s", day, result)
     for warning in result["quality_warnings"]:
         log.warning("credit_nightly %s: data-quality warning %s", day, warning)
@@ -268,6 +277,21 @@ def report(logical_date: dt.datetime | None, params: dict | None) -> dict:
         log.warning("credit_nightly %s: %d open objections have a provisional deadline (calendar year not "
                     "confirmed): %s", day, len(unconfirmed), ", ".join(unconfirmed))
     return result
+
+
+def night_run(run_id: str | None, ti=None):
+    """The run as Airflow records it for the report: every ended task instance with its duration, from the Task
+    SDK's breadcrumbs of the run (the same request under ``dag.test()`` and a Celery worker); without a task
+    instance (called outside a run) None."""
+    from creditplus.report import Night
+
+    if ti is None or run_id is None or not hasattr(ti, "get_task_breadcrumbs"):
+        return None
+    try:
+        return Night.from_breadcrumbs(run_id, ti.get_task_breadcrumbs(ti.dag_id, run_id))
+    except Exception as exc:  # noqa: BLE001 - the page without timings beats no page
+        log.info("the run's task durations could not be read (%s); the report has no timings", exc)
+        return Night(run_id)
 
 
 def summary(conn, day: dt.date) -> dict:

@@ -1,11 +1,11 @@
 """Publish one night's marts to every channel at once (spec: publication-channels.md).
 
-A publication is a frozen copy of ``marts.fct_enterprise_evaluation`` and
-``marts.fct_indicator_score`` for date D in ``publication.enterprise_evaluation`` /
-``publication.indicator_score``, with a row in ``audit.publications``. The copy and the
-switch of ``audit.publications.is_current`` happen in one transaction, so a reader sees the
-previous publication until the commit and the new one, whole, after it. Publications are
-never changed or deleted: together they are the history of what was published when.
+A publication is a frozen copy of ``marts.fct_enterprise_evaluation``, ``marts.fct_indicator_score`` and
+``marts.fct_indicator_explanation`` for date D in ``publication.enterprise_evaluation`` /
+``publication.indicator_score`` / ``publication.indicator_explanation`` (``SOURCES``), with a row in
+``audit.publications``. The copy and the switch of ``audit.publications.is_current`` happen in one
+transaction, so a reader sees the previous publication until the commit and the new one, whole, after
+it. Publications are never changed or deleted: together they are the history of what was published when.
 
 In the same transaction a publication records what it changed (tables of sql/setup/060_channels.sql
 and 070_monitoring.sql): ``regulator.notifications`` for decisions (marts.fct_rights_decisions) not
@@ -31,7 +31,8 @@ from creditplus import warehouse
 log = logging.getLogger(__name__)
 
 # publication table -> the mart it copies (the same columns after publication_id).
-SOURCES = {"enterprise_evaluation": "fct_enterprise_evaluation", "indicator_score": "fct_indicator_score"}
+SOURCES = {"enterprise_evaluation": "fct_enterprise_evaluation", "indicator_score": "fct_indicator_score",
+           "indicator_explanation": "fct_indicator_explanation"}
 
 
 class PublicationError(RuntimeError):

@@ -20,8 +20,8 @@ from creditplus.errors import UserError
 from creditplus.validation import is_valid_uscc
 
 # What publication reads (dbt_runner.build leaves the dbt unit tests out: they check logic, not data).
-SELECT = ("+fct_enterprise_evaluation +fct_indicator_score +path:models/supply_chain +path:models/notices"
-          " +path:models/rights")
+SELECT = ("+fct_enterprise_evaluation +fct_indicator_score +fct_indicator_explanation +path:models/supply_chain"
+          " +path:models/notices +path:models/rights")
 SCHEMA_SUFFIX = "_reevaluation"  # the re-evaluation's own schemas: staging_reevaluation, ...
 # Updated (with extra {"usccs": [...]}) by whatever loads rights decisions; schedules credit_reevaluation.
 RIGHTS_DECISIONS_ASSET = "creditplus://warehouse/rights_decisions"

@@ -18,6 +18,7 @@ computed as (
 worst_cap as (  -- the most severe cap: worst grade, then precedence
     select distinct on (c.uscc) c.uscc, c.cap_code, g.grade, g.grade_rank
     from {{ ref('int_caps') }} c join grades g on g.model_version = c.model_version and g.grade = c.grade
+    where not c.excluded
     order by c.uscc, g.grade_rank desc, c.precedence
 )
 select {{ eval_date() }} as evaluation_date, p.uscc, p.enterprise_name, p.legal_rep_name, p.region_code,

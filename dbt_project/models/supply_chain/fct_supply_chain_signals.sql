@@ -7,6 +7,7 @@ with risks as (
                as warning_type,
            record_id as warning_key, resource || ' record ' || record_id || ' active on D' as detail
     from {{ ref('int_active_listings') }}
+    where not excluded
     union all
     select uscc, 'severe_penalty', record_id,
            'severe penalty ' || record_id || coalesce(' (' || decision_no || ')', '') || ' decided on ' || decided_on

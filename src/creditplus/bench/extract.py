@@ -9,7 +9,8 @@ One run, one window (everything before the cutoff of the dataset's last day), no
 The dataset is generated once and cached under ``config.home()/bench/``; the simulator
 runs in its own process (``creditplus platform serve``) so it does not share our GIL; the
 scratch database lives on the configured warehouse server (or the embedded one) and is
-dropped at the end.
+dropped at the end. What runs is shown as it runs (``bench.progress``: a bar on a terminal, else a
+line per stage); the figures come last, on stdout.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from creditplus import config, warehouse
+from creditplus.bench.progress import Stages
 from creditplus.errors import UserError
 from creditplus.extract import Platform, extract_all
 from creditplus.resources import RESOURCES, Resource
@@ -40,8 +42,8 @@ TOKEN = "bench-token"
 COPY_COLUMNS = ("updated_at", "record", "_load_id", "_loaded_at")
 
 
-def cached_dataset(enterprises: int) -> Path:
-    """The generated dataset for ``enterprises`` (generated on first use, then reused)."""
+def cached_dataset(enterprises: int, stage: Stages) -> Path:
+    """The generated dataset for ``enterprises`` (generated on first use, a stage of its own, then reused)."""
     from creditplus.platform.generator import VERSION as GENERATOR_VERSION, generate
 
     path = config.home() / "bench" / f"dataset-{enterprises}-seed{SEED}-{END_DATE}-v{GENERATOR_VERSION}"
@@ -49,8 +51,8 @@ def cached_dataset(enterprises: int) -> Path:
         partial = path.with_name(path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        print(f"generating {enterprises} enterprises into {path} (cached for later runs)...", flush=True)
-        generate(partial, enterprises, SEED, END_DATE, 5)
+        stage(f"generating {enterprises} enterprises into {path} (cached for later runs)", unplanned=True)
+        generate(partial, enterprises, SEED, END_DATE, 5, progress=stage.count("enterprises"))
         partial.rename(path)
     return path
 
@@ -136,30 +138,31 @@ def _line(label: str, records: int, seconds: float) -> str:
 def main(args) -> int:
     if args.enterprises < 1:
         raise UserError("--enterprises must be at least 1, e.g. --enterprises 100000")
-    data_dir = cached_dataset(args.enterprises)
-    end = config.cutoff(END_DATE)
-    print(f"dataset {data_dir}; window: everything updated before {end.isoformat()}", flush=True)
-    print("starting the simulator (it indexes the dataset first)...", flush=True)
-    with serving(data_dir) as platform_url, scratch_database() as warehouse_url:
-        print("floor (a): paging every resource...", flush=True)
-        began = time.perf_counter()
-        paged = page_everything(platform_url, end)
-        paging_seconds = time.perf_counter() - began
+    with Stages("bench extract", 4) as stage:
+        data_dir = cached_dataset(args.enterprises, stage)
+        end = config.cutoff(END_DATE)
+        print(f"dataset {data_dir}; window: everything updated before {end.isoformat()}", flush=True)
+        stage("starting the simulator (it indexes the dataset first)")
+        with serving(data_dir) as platform_url, scratch_database() as warehouse_url:
+            stage("floor (a): paging every resource")
+            began = time.perf_counter()
+            paged = page_everything(platform_url, end)
+            paging_seconds = time.perf_counter() - began
 
-        print("extract-and-load of every resource...", flush=True)
-        began = time.perf_counter()
-        runs = extract_all(END_DATE, warehouse_url=warehouse_url, platform_url=platform_url, token=TOKEN)
-        extract_seconds = time.perf_counter() - began
-        archived = sum(run["archived"] for run in runs.values())
-        fetched = sum(run["fetched"] for run in runs.values())
+            stage("extract-and-load of every resource")
+            began = time.perf_counter()
+            runs = extract_all(END_DATE, warehouse_url=warehouse_url, platform_url=platform_url, token=TOKEN)
+            extract_seconds = time.perf_counter() - began
+            archived = sum(run["archived"] for run in runs.values())
+            fetched = sum(run["fetched"] for run in runs.values())
 
-        print("floor (b): COPY of the archived rows from local files...", flush=True)
-        workdir = config.home() / "bench" / "copy-floor"
-        workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            copied, copy_seconds = copy_from_files(warehouse_url, workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            stage("floor (b): COPY of the archived rows from local files")
+            workdir = config.home() / "bench" / "copy-floor"
+            workdir.mkdir(parents=True, exist_ok=True)
+            try:
+                copied, copy_seconds = copy_from_files(warehouse_url, workdir)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
     quarantined = sum(run["quarantined"] for run in runs.values())
     print(f"enterprises {args.enterprises:,}: {fetched:,} record versions fetched, {archived:,} archived, "
           f"{quarantined:,} quarantined")

@@ -14,6 +14,8 @@ after it. On the same warehouse:
   publication, as ``credit_nightly`` runs them (the history tables grow only by what changed; night 2's
   grade movement is measured against night 1's publication);
 * row counts of the archive, the marts and the history.
+
+Its stages are shown as they run (``bench.progress``); the figures come last, on stdout.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from psycopg import sql
 
 from creditplus import config, dbt_runner, load, publish, quality, warehouse
 from creditplus.bench.extract import END_DATE, cached_dataset, scratch_database
+from creditplus.bench.progress import Stages
 from creditplus.resources import RESOURCES
 
 TARGET_RATIO = 8.0
@@ -113,12 +116,19 @@ def settle(url: str) -> None:
             pass  # a warehouse role without pg_checkpoint: the server's own checkpoints will do
 
 
-def night(url: str, day: dt.date) -> dict:
+NIGHT_STAGES = 4  # stages of night(): two gates, the build, the publication
+
+
+def night(url: str, day: dt.date, stage: Stages, n: int) -> dict:
     """The feed gate, the dbt build, the marts gate (its grade movement measured against the previous
     night's publication) and the publication of night D, timed."""
+    stage(f"night {n} ({day}): feed gate")
     feed = gate(quality.check_feed, day, url)
+    stage(f"night {n} ({day}): dbt build")
     build = _timed(dbt_runner.build, day, warehouse_url=url)
+    stage(f"night {n} ({day}): marts gate")
     marts = gate(quality.check_marts, day, url)
+    stage(f"night {n} ({day}): publication")
     published = _timed(publish.publish, day, warehouse_url=url, run_id=f"bench-{day}") if marts.passed else None
     return {"day": day, "build": build, "gates": (feed, marts), "published": published, "rows": counts(url, COUNTED)}
 
@@ -140,19 +150,27 @@ def print_night(n: int, result: dict) -> None:
 
 
 def main(args) -> int:
-    dataset = cached_dataset(args.enterprises)
     day1, day2 = END_DATE - dt.timedelta(days=1), END_DATE
-    with scratch_database() as url:
-        archive_s = archive_night(url, dataset, day1, None)
-        settle(url)
-        raw = counts(url, [f"raw.{r.name}" for r in RESOURCES])
-        floor_s, decoded = decode_floor(url)
-        parse_s = dbt_runner.warm_parse(url)
-        night1 = night(url, day1)
-        archive2_s = archive_night(url, dataset, day2, config.cutoff(day1))
-        settle(url)
-        raw2 = counts(url, [f"raw.{r.name}" for r in RESOURCES])
-        night2 = night(url, day2)
+    with Stages("bench score", 7 + 2 * NIGHT_STAGES) as stage:
+        dataset = cached_dataset(args.enterprises, stage)
+        stage("a scratch warehouse")
+        with scratch_database() as url:
+            stage(f"night 1 ({day1}): archiving every version known before its cutoff")
+            archive_s = archive_night(url, dataset, day1, None)
+            stage("vacuum, analyze and checkpoint")
+            settle(url)
+            raw = counts(url, [f"raw.{r.name}" for r in RESOURCES])
+            stage("floor: decoding every archived record once")
+            floor_s, decoded = decode_floor(url)
+            stage("dbt parse of the project")
+            parse_s = dbt_runner.warm_parse(url)
+            night1 = night(url, day1, stage, 1)
+            stage(f"night 2 ({day2}): archiving the day's changes")
+            archive2_s = archive_night(url, dataset, day2, config.cutoff(day1))
+            stage("vacuum, analyze and checkpoint")
+            settle(url)
+            raw2 = counts(url, [f"raw.{r.name}" for r in RESOURCES])
+            night2 = night(url, day2, stage, 2)
     ratio = night1["build"] / floor_s if floor_s else float("inf")
     print(f"bench score: {args.enterprises} enterprises; night 1: {sum(raw.values())} archived record versions "
           f"({decoded / 1e6:.0f} MB of JSON) in {archive_s:.1f} s; night 2: {sum(raw2.values()) - sum(raw.values())} "

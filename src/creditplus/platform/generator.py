@@ -6,16 +6,19 @@ One seeded RNG drawn in a fixed order makes the output byte-identical for the sa
 arguments. Each enterprise has a hidden quality ``q`` (leading enterprises higher) that
 shifts its ratings, finances and the odds of negative records, which gives a grade spread
 of mostly C–B under scoring-model-v1. Every record written is valid; malformed ones come
-only from the server's fault injector.
+only from the server's fault injector. Progress (the command line's bar) is reported every
+``PROGRESS_BATCH`` enterprises, outside the RNG's draws: it changes no byte of the output.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import random
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from stdnum.cn import uscc as stdnum_uscc
@@ -24,6 +27,7 @@ from creditplus import resources as R
 
 # Raised whenever the same arguments generate different data: cached datasets are named by it.
 VERSION = 2
+PROGRESS_BATCH = 250  # enterprises between two progress reports (about 0.1 s)
 from creditplus.config import CST
 from creditplus.errors import UserError
 
@@ -133,12 +137,16 @@ class City:
     def day_between(self, first: int, last: int) -> int:
         return self.rng.randint(first, max(first, last))
 
-    def run(self) -> None:
+    def run(self, progress: Callable[[int, int], None] | None = None) -> None:
         for serial in range(self.n):
             self.enterprise(serial)
+            if progress and (serial + 1) % PROGRESS_BATCH == 0:
+                progress(serial + 1, self.n)
         self.person_debtors()
         self.supply_chains()
         self.w.close()
+        if progress:
+            progress(self.n, self.n)
 
     def enterprise(self, serial: int) -> None:
         rng = self.rng
@@ -382,13 +390,39 @@ class City:
                         self.w.write("supply_chain_links", {**record, "valid_to": iso(ended)}, ended)
 
 
-def generate(out: Path, enterprises: int, seed: int, end: dt.date, years: int) -> dict[str, int]:
-    """Write the dataset; returns the record versions written per resource."""
+def generate(out: Path, enterprises: int, seed: int, end: dt.date, years: int, *,
+             progress: bool | Callable[[int, int], None] = False) -> dict[str, int]:
+    """Write the dataset; returns the record versions written per resource.
+
+    ``progress``: off for library calls; True shows a bar on stderr when it is a terminal (nothing
+    otherwise); a function is called as ``progress(enterprises done, enterprises)`` every
+    ``PROGRESS_BATCH`` enterprises and once at the end (after the supply chains)."""
     if enterprises < 1 or years < 1:
         raise UserError(f"--enterprises and --years must be at least 1; got {enterprises} and {years}")
     city = City(enterprises, seed, end, years, Path(out))
-    city.run()
+    if progress is True:
+        with progress_bar(f"generating {enterprises:,} enterprises") as update:
+            city.run(update)
+    else:
+        city.run(progress or None)
     return city.w.counts
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yields ``update(done, total)``: a bar on stderr, gone when the block ends, if stderr is a terminal;
+    else a no-op (a log or a pipe gets nothing)."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True, refresh_per_second=5) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def main(args) -> int:
@@ -396,7 +430,7 @@ def main(args) -> int:
     end = args.end_date or (dt.datetime.now(CST).date() - dt.timedelta(days=1))
     started = time.monotonic()
     try:
-        counts = generate(args.out, args.enterprises, args.seed, end, args.years)
+        counts = generate(args.out, args.enterprises, args.seed, end, args.years, progress=True)
     except OSError as exc:
         raise UserError(f"cannot write the dataset to {args.out}: {exc.strerror}; choose a writable directory") from None
     print(f"creditplus platform: wrote {sum(counts.values())} record versions for {args.enterprises} enterprises "

@@ -58,6 +58,29 @@ create table if not exists publication.indicator_score (
     primary key (publication_id, uscc, indicator_code)
 );
 
+-- Columns after publication_id are marts.fct_indicator_explanation's, in its order: per enterprise and indicator
+-- the base, band or category, each record (excluded ones too, with the decision), the floor or ceiling, and per
+-- enterprise its cap listings (indicator_code null). No natural key (record and cap rows are keyed by nullable
+-- columns): the mart's dbt tests hold it; readers look rows up by publication and enterprise.
+create table if not exists publication.indicator_explanation (
+    publication_id bigint not null references audit.publications,
+    evaluation_date date not null,
+    uscc text not null,
+    model_version text not null,
+    indicator_code text,
+    item_kind text not null,
+    item text,
+    resource text,
+    record_key text,
+    record_date date,
+    points integer not null,
+    under_objection boolean not null,
+    excluded boolean not null,
+    excluded_by text
+);
+create index if not exists indicator_explanation_by_enterprise
+    on publication.indicator_explanation (publication_id, uscc);
+
 -- The current publication and the one previous_grade comes from: of the publications made
 -- before the current one with an earlier evaluation date, the latest date, latest published on a tie.
 create or replace view publication.current_publication as

@@ -132,6 +132,23 @@ select e.uscc, e.enterprise_name, e.region_code, e.industry_code, e.is_leading, 
   left join publication.enterprise_evaluation prev
          on prev.publication_id = c.previous_publication_id and prev.uscc = e.uscc;
 
+-- Issue 14, "every point explained": the records behind each of the enterprise's deductions, bonuses and caps,
+-- excluded ones with the repair or objection that excluded them; per indicator the rows sum to its points.
+-- Owned by creditplus_portal_owner and read under row-level security, as evaluation_detail.
+create or replace view enterprise_self.indicator_explanations with (security_barrier) as
+select x.uscc, x.evaluation_date, x.indicator_code, i.indicator_name, x.item_kind, x.item, x.resource,
+       x.record_key, x.record_date, x.points as points_moved, x.under_objection, x.excluded, x.excluded_by,
+       c.published_at
+  from publication.current_publication c
+  join publication.indicator_explanation x on x.publication_id = c.publication_id
+  left join publication.indicator_score i
+         on i.publication_id = x.publication_id and i.uscc = x.uscc and i.indicator_code = x.indicator_code;
+
+-- 第十四条: the enterprise's own objections with their due dates and status (as credit_office sees them).
+create or replace view enterprise_self.objections with (security_barrier) as
+select objection_id, uscc, submitted_at, due_on, status, resolved_at, working_days_used, overdue
+  from publication.objection_sla;
+
 -- Group roles (cluster-wide, so created only when missing and altered only when wrong: another database's
 -- setup may be doing the same). Each gets USAGE on its own schema and SELECT on its views; PUBLIC nothing.
 do $$
@@ -169,6 +186,9 @@ end
 $$;
 
 alter view enterprise_self.evaluation_detail owner to creditplus_portal_owner;
+alter view enterprise_self.indicator_explanations owner to creditplus_portal_owner;
+alter view enterprise_self.objections owner to creditplus_portal_owner;
 grant usage on schema publication to creditplus_portal_owner;
 grant select on publication.current_publication, publication.enterprise_evaluation,
-                publication.indicator_score to creditplus_portal_owner;
+                publication.indicator_score, publication.indicator_explanation, publication.objection_sla
+   to creditplus_portal_owner;

@@ -105,17 +105,22 @@ grant execute on function enterprise_self.sign_in(text), enterprise_self.enter(t
                           enterprise_self.verified_uscc() to enterprise_portal;
 grant execute on function enterprise_self.verified_uscc() to creditplus_portal_owner;
 
--- Row-level security narrows only the portal owner (the table owner and superusers bypass it); (select …)
--- checks the proof once per query.
-alter table publication.enterprise_evaluation enable row level security;
-alter table publication.indicator_score enable row level security;
-drop policy if exists granted_readers on publication.enterprise_evaluation;
-create policy granted_readers on publication.enterprise_evaluation for select using (true);
-drop policy if exists portal_own_enterprise on publication.enterprise_evaluation;
-create policy portal_own_enterprise on publication.enterprise_evaluation as restrictive for select
-    to creditplus_portal_owner using (uscc = (select enterprise_self.verified_uscc()));
-drop policy if exists granted_readers on publication.indicator_score;
-create policy granted_readers on publication.indicator_score for select using (true);
-drop policy if exists portal_own_enterprise on publication.indicator_score;
-create policy portal_own_enterprise on publication.indicator_score as restrictive for select
-    to creditplus_portal_owner using (uscc = (select enterprise_self.verified_uscc()));
+-- Row-level security narrows only the portal owner (the table owner and superusers bypass it) on every table
+-- behind enterprise_self's views; (select …) checks the proof once per query.
+do $$
+declare
+    behind_enterprise_self text;
+begin
+    foreach behind_enterprise_self in array array['enterprise_evaluation', 'indicator_score', 'indicator_explanation',
+                                                  'objection_sla'] loop
+        execute format('alter table publication.%I enable row level security', behind_enterprise_self);
+        execute format('drop policy if exists granted_readers on publication.%I', behind_enterprise_self);
+        execute format('create policy granted_readers on publication.%I for select using (true)',
+                       behind_enterprise_self);
+        execute format('drop policy if exists portal_own_enterprise on publication.%I', behind_enterprise_self);
+        execute format('create policy portal_own_enterprise on publication.%I as restrictive for select'
+                       ' to creditplus_portal_owner using (uscc = (select enterprise_self.verified_uscc()))',
+                       behind_enterprise_self);
+    end loop;
+end
+$$;
