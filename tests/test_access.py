@@ -232,6 +232,8 @@ def test_a_grant_reaches_its_own_warehouse_only(url, other_warehouse, user, cli,
     assert not connects(other_warehouse, name)
     assert query(url, "select count(*) from pg_auth_members where member = to_regrole(%s)", (name,)) == [(1,)]
     monkeypatch.setenv("CREDITPLUS_WAREHOUSE_URL", url)
+    assert cli("revoke", "--channel", "association", "--user", name)[1].endswith("nothing changed\n")
+    assert connects(url, name)  # a channel it was not in takes nothing
     status, out, _ = cli("revoke", "--channel", "finance", "--user", name)
     assert out.endswith("; in no channel any more, it can no longer connect\n")
     assert not connects(url, name)

@@ -123,7 +123,7 @@ def test_an_enterprise_signs_in_sees_its_own_page_only_and_signs_out(browser, po
     credential = portal_credential(url, A)
     browser.delete_all_cookies()
     sign_in(browser, portal, A, credential)
-    assert browser.current_url == f"{portal}/enterprise/{A}"
+    assert browser.current_url == f"{portal}/enterprise/{A}", text(browser)
     assert browser.find_element(By.ID, "grade").text == GRADES[D2][A]
     points, explained, code = {}, collections.Counter(), None
     for row in browser.find_elements(By.CSS_SELECTOR, "table.indicators tbody tr"):
@@ -215,3 +215,16 @@ def test_portal_serve_without_a_warehouse_is_one_line(tmp_path):
     done = subprocess.run([CLI, "portal", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "cannot connect to the warehouse" in done.stderr
     assert "CREDITPLUS_PORTAL_PUBLIC_URL" in done.stderr
+
+
+def test_what_a_visitor_types_is_shown_escaped_and_cross_site_forms_are_refused(portal):
+    found = httpx.get(portal + "/lookup", params={"q": '<b id="x">粗</b><base href="https://evil.example/">'})
+    assert found.status_code == 404 and "<b id=" not in found.text and "<base href=\"https" not in found.text
+    assert "&lt;b id=&#34;x&#34;&gt;粗&lt;/b&gt;" in found.text
+    assert "base-uri 'none'" in found.headers["content-security-policy"]
+    for headers in ({"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}):
+        refused = httpx.post(portal + "/login", data={"uscc": A, "credential": "x"}, headers=headers)
+        assert refused.status_code == 403
+    signed_out = httpx.post(portal + "/logout", headers={"origin": portal})  # the portal's own form
+    assert signed_out.status_code == 303 and "frame-ancestors 'none'" in signed_out.headers["content-security-policy"]
+    assert "nosniff" == httpx.get(portal + "/static/portal.css").headers["x-content-type-options"]

@@ -55,16 +55,18 @@ def revoke(args) -> int:
     """Remove login user ``args.user`` from ``args.channel``'s group; the user itself stays."""
     channel, user = channels.channel(args.channel), _safe_name(args.user)
     with warehouse.connect() as conn, conn.transaction():
-        if not conn.execute("select 1 from pg_roles where rolname = %s", (user,)).fetchone():
+        if not _check_existing(conn, user):  # nor a privileged role or a group, whose CONNECT is not ours to take
             raise UserError(f"there is no user {user!r}")
         _group_exists(conn, channel)
         member = conn.execute("select exists (select from pg_auth_members"
                               " where member = to_regrole(%s) and roleid = to_regrole(%s))",
                               (user, channel.role)).fetchone()[0]
+        last = False
         if member:
             conn.execute(sql.SQL("revoke {} from {}").format(sql.Identifier(channel.role), sql.Identifier(user)))
-        last = not conn.execute("select exists (select from pg_auth_members where member = to_regrole(%s)"
-                                " and roleid::regrole::text = any(%s))", (user, sorted(channels.GROUP_ROLES))).fetchone()[0]
+            last = not conn.execute("select exists (select from pg_auth_members where member = to_regrole(%s)"
+                                    " and roleid::regrole::text = any(%s))",
+                                    (user, sorted(channels.GROUP_ROLES))).fetchone()[0]
         if last:  # in no channel any more: it no longer connects here either
             conn.execute(sql.SQL("revoke connect on database {} from {}").format(_database(conn), sql.Identifier(user)))
     if member:

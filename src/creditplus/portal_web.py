@@ -20,13 +20,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jinja2
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -46,11 +49,36 @@ MAX_FAILURES_PER_CLIENT = 20
 TEMPLATES = Path(__file__).parent / "templates" / "portal"
 STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none';"
+                               " base-uri 'none'",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make browsers send "Origin: null" on our own forms
     "cache-control": "no-store",
 }
+
+
+class Hardened:
+    """ASGI middleware: the security headers on every response (pages, redirects, assets), and a POST only from the
+    portal's own pages — a cross-site form (login CSRF) is refused."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        origin, own = headers.get("origin"), f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+        if scope["method"] == "POST" and (headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+                                          or (origin is not None and origin != own)):
+            return await PlainTextResponse("cross-site form refused", status_code=403)(scope, receive, send)
+
+        async def send_hardened(message):
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(SECURITY_HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, send_hardened)
 
 
 class Attempts:
@@ -65,15 +93,17 @@ class Attempts:
         return ((client, uscc), MAX_FAILURES_PER_CODE), ((client,), MAX_FAILURES_PER_CLIENT)
 
     def wait(self, client: str, uscc: str) -> float:
-        """Seconds before this client may try this code again (0: now)."""
+        """Seconds before this client may try this code again (0: now); forgets failures past the window."""
         now = time.monotonic()
         with self.lock:
             waits = [0.0]
             for key, limit in self._keys(client, uscc):
-                times = self.failures[key]
+                times = self.failures.get(key)
                 while times and times[0] <= now - FAILURE_WINDOW:
                     times.popleft()
-                if len(times) >= limit:
+                if times is not None and not times:
+                    del self.failures[key]
+                elif times is not None and len(times) >= limit:
                     waits.append(times[0] + FAILURE_WINDOW - now)
             return max(waits)
 
@@ -128,13 +158,12 @@ def _client(request: Request) -> str:
 
 
 def create_app(readers: Readers) -> Starlette:
-    templates = Jinja2Templates(directory=str(TEMPLATES))
+    # autoescape for every template: Starlette's default escapes only names ending .html/.htm/.xml, not .html.j2
+    templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True))
     attempts = Attempts()
 
     def page(request: Request, name: str, status: int = 200, **context) -> Response:
-        response = templates.TemplateResponse(request, name, context, status_code=status)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+        return templates.TemplateResponse(request, name, context, status_code=status)
 
     def home(request: Request) -> Response:
         return page(request, "home.html.j2")
@@ -163,12 +192,14 @@ def create_app(readers: Readers) -> Starlette:
             return page(request, "login.html.j2", expired="expired" in request.query_params)
         form = await request.form()
         uscc, credential = str(form.get("uscc", "")).strip().upper(), str(form.get("credential", "")).strip()
+        if not USCC_LIKE.fullmatch(uscc):  # not a code: nothing to try, nothing to remember
+            return page(request, "login.html.j2", 401, refused=True)
         client = _client(request)
         if (wait := attempts.wait(client, uscc)) > 0:
             response = page(request, "login.html.j2", 429, uscc=uscc, locked_minutes=max(1, round(wait / 60)))
             response.headers["retry-after"] = str(int(wait) + 1)
             return response
-        token = _sign_in(readers, credential) if USCC_LIKE.fullmatch(uscc) and credential else None
+        token = _sign_in(readers, credential) if credential else None
         if token is None or token.split(".")[1] != uscc:
             attempts.failed(client, uscc)
             return page(request, "login.html.j2", 401, uscc=uscc, refused=True)
@@ -213,7 +244,7 @@ def create_app(readers: Readers) -> Starlette:
         Route("/enterprise/{uscc}", enterprise),
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
-    ], lifespan=_lifespan(readers))
+    ], middleware=[Middleware(Hardened)], lifespan=_lifespan(readers))
 
 
 def _lifespan(readers: Readers):
