@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from creditplus import config
+from creditplus import config, portal, warehouse
 from creditplus.platform.generator import VERSION as GENERATOR_VERSION
 
 CLI = str(Path(sys.executable).with_name("creditplus"))
@@ -53,10 +54,14 @@ def test_demo_grades_yesterday_on_embedded_defaults(demo_home):
         # it ends by saying where to look: the night's report, Data Docs, and how to serve the portal on this warehouse
         page, docs = demo_home / "reports" / f"{yesterday}.html", demo_home / "data_docs" / "index.html"
         assert f"  report: {page}" in out.splitlines() and page.exists() and docs.exists()
-        last = out.splitlines()[-4:]
+        last = out.splitlines()[-5:]
         assert last[:3] == ["demo: where to look", f"  report:    {page}", f"  Data Docs: {docs}"], last
         assert last[3].startswith(f"  portal:    CREDITPLUS_WAREHOUSE_URL={url} ") and " portal serve " in last[3]
         assert last[3].endswith("# then open http://127.0.0.1:8700/")
+        uscc, credential = re.fullmatch(r"  sign in:   (\S+) with credential (\S+) +# issued for the demo, valid 1 day",
+                                        last[4]).groups()
+        with warehouse.connect(url) as conn:
+            assert portal.enter(conn, credential) == uscc
     finally:
         subprocess.run([sys.executable, "-c", "from creditplus import warehouse; warehouse.stop_embedded()"],
                        env=env, check=True)

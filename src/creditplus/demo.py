@@ -58,7 +58,22 @@ def where_to_look(day: dt.date, warehouse_url: str) -> list[str]:
     return ["demo: where to look",
             f"  report:    {page if page.exists() else '(not written: see the night above)'}",
             f"  Data Docs: {docs if docs.exists() else '(not rendered: see the night above)'}",
-            f"  portal:    {env}{command} portal serve    # then open http://{PORTAL_HOST}:{PORTAL_PORT}/"]
+            f"  portal:    {env}{command} portal serve    # then open http://{PORTAL_HOST}:{PORTAL_PORT}/",
+            f"  sign in:   {demo_sign_in(warehouse_url)}"]
+
+
+def demo_sign_in(warehouse_url: str) -> str:
+    """A credential for the best-graded enterprise of the current publication, so the enterprise's own page can be
+    tried (the credit office issues real ones with `creditplus portal credential`)."""
+    from creditplus import portal
+
+    with warehouse.connect(warehouse_url) as conn, conn.transaction():
+        best = conn.execute("select uscc from gov_share.enterprise_evaluation"
+                            " order by total_score desc, uscc limit 1").fetchone()
+        if best is None:
+            return "(nothing published: see the night above)"
+        _, credential, _ = portal.issue_credential(conn, best[0], days=1)
+    return f"{best[0]} with credential {credential}    # issued for the demo, valid 1 day"
 
 
 def dataset(enterprises: int, end: dt.date) -> Path:
