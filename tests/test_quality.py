@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -279,8 +280,37 @@ def test_sql_check_character_agrees_with_the_loader(warehouse_url):
         if isinstance(code, str):
             codes.append(code)
     codes += [c[:17] + x for c in codes[:20] for x in "0AY"] + ["", "91231123751060071", "I" * 18]
+    codes += generated_codes(100_000)
     sql_valid = dict(rows(warehouse_url, "select c, audit.uscc_is_valid(c) from unnest(%s::text[]) c", (codes,)))
-    assert sql_valid == {c: validation.is_valid_uscc(c) for c in codes}
+    python_valid = {c: validation.is_valid_uscc(c) for c in codes}
+    assert sql_valid == python_valid
+    assert 40_000 < sum(python_valid.values()) < 60_000  # both kinds well represented
+
+
+def generated_codes(count: int, seed: int = 20261206) -> list[str]:
+    """``count`` codes, half valid (random body, its check character), half each mutated once: a character
+    replaced (letters the standard leaves out, lower case, full-width and Arabic-Indic digits, space), two swapped,
+    one dropped or added."""
+    from stdnum.cn import uscc as stdnum_uscc
+
+    chance = random.Random(seed)
+    alphabet, foreign = "0123456789ABCDEFGHJKLMNPQRTUWXY", "IOSVZa９٣ -"
+    codes = []
+    for n in range(count):
+        body = "".join(chance.choice(alphabet) for _ in range(17))
+        code = body + stdnum_uscc.calc_check_digit(body)
+        if n % 2:
+            at, kind = chance.randrange(18), chance.randrange(4)
+            if kind == 0:
+                code = code[:at] + chance.choice(alphabet + foreign) + code[at + 1:]
+            elif kind == 1 and at < 17:
+                code = code[:at] + code[at + 1] + code[at] + code[at + 2:]
+            elif kind == 2:
+                code = code[:at] + code[at + 1:]
+            else:
+                code = code[:at] + chance.choice(alphabet) + code[at:]
+        codes.append(code)
+    return codes
 
 
 # ------------------------------------------------------------------ staging + marts
