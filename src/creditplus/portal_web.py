@@ -41,6 +41,8 @@ PUBLIC_URL_ENV = "CREDITPLUS_PORTAL_PUBLIC_URL"
 ENTERPRISE_URL_ENV = "CREDITPLUS_PORTAL_ENTERPRISE_URL"
 SESSION_COOKIE = "creditplus_session"
 USCC_LIKE = re.compile(r"[0-9A-Z]{18}")
+# B1..B4, O1..O11, S1..S6 as the model lists them (not O1, O10, O11, O2)
+INDICATOR_ORDER = "left(indicator_code, 1) <> 'B', left(indicator_code, 1) <> 'O', length(indicator_code), indicator_code"
 NAME_RESULTS = 20
 # Failed sign-ins: per client and code, and per client whatever the code, within the window.
 FAILURE_WINDOW = 15 * 60
@@ -222,7 +224,7 @@ def create_app(readers: Readers) -> Starlette:
                 return response
             if verified != uscc:
                 return page(request, "forbidden.html.j2", 403, own=verified)
-            detail = conn.execute("select * from enterprise_self.evaluation_detail order by indicator_code").fetchall()
+            detail = conn.execute(f"select * from enterprise_self.evaluation_detail order by {INDICATOR_ORDER}").fetchall()
             explained = conn.execute("select * from enterprise_self.indicator_explanations"
                                      " order by indicator_code, record_date nulls first, record_key").fetchall()
             objections = conn.execute("select * from enterprise_self.objections order by submitted_at desc").fetchall()
