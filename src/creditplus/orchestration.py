@@ -142,6 +142,20 @@ def warehouse_url() -> str:
 
 
 # ---------------------------------------------------------------- task callables
+def last_errors(conn, dag_id: str, run_id: str) -> dict[tuple[str, int], str]:
+    """(task_id, map_index) → the last line (at most 400 characters) of the latest failure ``record_failure``
+    kept for each task of the run; empty where ``audit.task_failures`` does not exist yet."""
+    if not conn.execute("select to_regclass('audit.task_failures')").fetchone()[0]:
+        return {}
+    found = {}
+    for task_id, map_index, error in conn.execute(
+            "select distinct on (task_id, map_index) task_id, map_index, error from audit.task_failures"
+            " where dag_id = %s and run_id = %s order by task_id, map_index, try_number desc", (dag_id, run_id)):
+        lines = [line for line in error.splitlines() if line.strip()]
+        found[(task_id, map_index)] = (lines[-1] if lines else error)[:400]
+    return found
+
+
 def setup_warehouse(logical_date: dt.datetime | None, params: dict | None) -> None:
     """Refuse an evaluation date nothing can grade; create or upgrade the warehouse schemas (idempotent)."""
     from creditplus import warehouse

@@ -285,17 +285,12 @@ def quality(conn, day: dt.date, run_id: str | None) -> list[dict]:
 
 
 def task_failures(conn, run_id: str | None) -> list[dict]:
-    if not run_id or not _exists(conn, "audit.task_failures"):
-        return []
-    rows = conn.execute(
-        "select distinct on (task_id, map_index) task_id, map_index, error from audit.task_failures"
-        " where run_id = %s order by task_id, map_index, try_number desc", (run_id,)).fetchall()
-    failures = []
-    for task_id, map_index, error in rows:
-        lines = [line for line in error.splitlines() if line.strip()]
-        failures.append({"task": task_id if map_index < 0 else f"{task_id}[{map_index}]",
-                         "error": (lines[-1] if lines else error)[:400]})
-    return failures
+    from creditplus.nightly import DAG_ID
+    from creditplus.orchestration import last_errors
+
+    errors = last_errors(conn, DAG_ID, run_id) if run_id else {}
+    return [{"task": task_id if map_index < 0 else f"{task_id}[{map_index}]", "error": error}
+            for (task_id, map_index), error in sorted(errors.items())]
 
 
 def objections(conn, day: dt.date, current: dict | None) -> list[dict]:
