@@ -12,10 +12,12 @@ fresh one triggered); extraction itself is incremental and idempotent.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -184,32 +186,18 @@ def _read_outcome(result_file: Path, log_file: Path) -> RunOutcome:
     return RunOutcome.from_json(text)
 
 
-def _progress(label: str, idle: str = "waiting for the scheduler"):
+@contextlib.contextmanager
+def _progress(label: str, idle: str = "waiting for the scheduler") -> Iterator[Callable[[list[TaskState]], None]]:
     """A progress bar over the run's task instances (finished / all, as Airflow reports them), naming what runs
-    now; on stderr, drawn only on a terminal (rich), gone when the block ends."""
-    import contextlib
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    now (``creditplus.progress``)."""
+    from creditplus import progress
     from creditplus.airflow_api import TASK_DONE
 
-    @contextlib.contextmanager
-    def bar():
-        console = Console(stderr=True)
-        if not console.is_terminal:  # a log or a pipe gets nothing
-            yield lambda tasks: None
-            return
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
-            task = progress.add_task(f"{label}: {idle}", total=None)
-
-            def update(tasks: list[TaskState]) -> None:
-                running = sorted({t.name for t in tasks if t.state == "running"})
-                progress.update(task, total=len(tasks), completed=sum(t.state in TASK_DONE for t in tasks),
-                                description=f"{label}: {', '.join(running[:3]) or idle}")
-            yield update
-    return bar()
+    with progress.bar(f"{label}: {idle}") as update:
+        def show(tasks: list[TaskState]) -> None:
+            running = sorted({t.name for t in tasks if t.state == "running"})
+            update(sum(t.state in TASK_DONE for t in tasks), len(tasks), f"{label}: {', '.join(running[:3]) or idle}")
+        yield show
 
 
 def report(day: dt.date, outcome: RunOutcome, elapsed: float, warehouse_url: str, where, since: float) -> int:
@@ -262,13 +250,7 @@ def _failure_reasons(outcome: RunOutcome, failed: list[TaskState], warehouse_url
     reasons: dict[tuple[str, int], str] = {}
     try:
         with warehouse.connect(warehouse_url) as conn:
-            if conn.execute("select to_regclass('audit.task_failures')").fetchone()[0]:
-                for task_id, map_index, error in conn.execute(
-                        "select distinct on (task_id, map_index) task_id, map_index, error from audit.task_failures"
-                        " where dag_id = %s and run_id = %s order by task_id, map_index, try_number desc",
-                        (outcome.dag_id, outcome.run_id)):
-                    lines = [line for line in error.splitlines() if line.strip()]
-                    reasons[(task_id, map_index)] = lines[-1][:400] if lines else error
+            reasons.update(orchestration.last_errors(conn, outcome.dag_id, outcome.run_id))
             gates = [t for t in failed if t.task_id in QUALITY_GATES]
             if gates and conn.execute("select to_regclass('audit.quality_results')").fetchone()[0]:
                 checks = conn.execute(

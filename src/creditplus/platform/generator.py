@@ -11,14 +11,13 @@ only from the server's fault injector. Progress (the command line's bar) is repo
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from stdnum.cn import uscc as stdnum_uscc
@@ -30,6 +29,7 @@ VERSION = 2
 PROGRESS_BATCH = 250  # enterprises between two progress reports (about 0.1 s)
 from creditplus.config import CST
 from creditplus.errors import UserError
+from creditplus.progress import bar as progress_bar
 
 REGIONS = {"231102": "爱辉区", "231123": "逊克县", "231124": "孙吴县", "231181": "北安市", "231182": "五大连池市", "231183": "嫩江市"}
 # GB/T 4754 division → words used in names; Heihe: farming, food, border trade, logistics.
@@ -401,28 +401,11 @@ def generate(out: Path, enterprises: int, seed: int, end: dt.date, years: int, *
         raise UserError(f"--enterprises and --years must be at least 1; got {enterprises} and {years}")
     city = City(enterprises, seed, end, years, Path(out))
     if progress is True:
-        with progress_bar(f"generating {enterprises:,} enterprises") as update:
+        with progress_bar(f"generating {enterprises:,} enterprises", remaining=True) as update:
             city.run(update)
     else:
         city.run(progress or None)
     return city.w.counts
-
-
-@contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """Yields ``update(done, total)``: a bar on stderr, gone when the block ends, if stderr is a terminal;
-    else a no-op (a log or a pipe gets nothing)."""
-    if not sys.stderr.isatty():
-        yield lambda done, total: None
-        return
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True, refresh_per_second=5) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def main(args) -> int:
