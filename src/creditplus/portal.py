@@ -13,6 +13,7 @@ import hashlib
 import secrets
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from creditplus import config, warehouse
 from creditplus.errors import UserError
@@ -36,12 +37,27 @@ def issue_credential(conn: psycopg.Connection, uscc: str, days: int = 90) -> tup
     return credential_id, f"{credential_id}.{secret}", expires_at
 
 
-def enter(conn: psycopg.Connection, credential: str) -> str | None:
-    """Sign in with ``credential`` and enter the session in ``conn``'s open transaction: its queries of
-    ``enterprise_self`` then show that enterprise, until the transaction ends. The verified uscc, or None."""
+def sign_in(conn: psycopg.Connection, credential: str) -> str | None:
+    """The session token ``credential`` signs in to (valid 30 minutes, never past the credential), or None when it
+    is unknown, wrong, revoked or expired (not told apart)."""
+    return _scalar(conn, "select enterprise_self.sign_in(%s)", credential)
+
+
+def enter_session(conn: psycopg.Connection, token: str | None) -> str | None:
+    """Enter the signed-in session ``token`` in ``conn``'s open transaction: its queries of ``enterprise_self``
+    then show that enterprise, until the transaction ends. The verified uscc, or None."""
     if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         raise ValueError("enter a portal session inside a transaction (it ends with it)")
-    return conn.execute("select enterprise_self.enter(enterprise_self.sign_in(%s))", (credential,)).fetchone()[0]
+    return _scalar(conn, "select enterprise_self.enter(%s)", token)
+
+
+def enter(conn: psycopg.Connection, credential: str) -> str | None:
+    """``sign_in`` with ``credential`` and ``enter_session`` at once."""
+    return enter_session(conn, sign_in(conn, credential))
+
+
+def _scalar(conn: psycopg.Connection, query: str, value: str | None) -> str | None:
+    return conn.cursor(row_factory=tuple_row).execute(query, (value,)).fetchone()[0]
 
 
 def credential_command(args) -> int:

@@ -34,7 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from creditplus import config, warehouse
+from creditplus import config, portal, warehouse
 from creditplus.errors import UserError
 
 PUBLIC_URL_ENV = "CREDITPLUS_PORTAL_PUBLIC_URL"
@@ -201,7 +201,10 @@ def create_app(readers: Readers) -> Starlette:
             response = page(request, "login.html.j2", 429, uscc=uscc, locked_minutes=max(1, round(wait / 60)))
             response.headers["retry-after"] = str(int(wait) + 1)
             return response
-        token = _sign_in(readers, credential) if credential else None
+        token = None
+        if credential:
+            with readers.reading_enterprise() as conn:
+                token = portal.sign_in(conn, credential)
         if token is None or token.split(".")[1] != uscc:
             attempts.failed(client, uscc)
             return page(request, "login.html.j2", 401, uscc=uscc, refused=True)
@@ -217,7 +220,7 @@ def create_app(readers: Readers) -> Starlette:
         if not token:
             return RedirectResponse("/login", status_code=303)
         with readers.reading_enterprise() as conn:
-            verified = conn.execute("select enterprise_self.enter(%s) as uscc", (token,)).fetchone()["uscc"]
+            verified = portal.enter_session(conn, token)
             if verified is None:  # expired, revoked or forged: sign in again
                 response = RedirectResponse("/login?expired", status_code=303)
                 response.delete_cookie(SESSION_COOKIE, path="/")
@@ -259,11 +262,6 @@ def _lifespan(readers: Readers):
             readers.close()
 
     return lifespan
-
-
-def _sign_in(readers: Readers, credential: str) -> str | None:
-    with readers.reading_enterprise() as conn:
-        return conn.execute("select enterprise_self.sign_in(%s) as token", (credential,)).fetchone()["token"]
 
 
 def readers_from_environment() -> Readers:
